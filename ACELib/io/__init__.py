@@ -1,0 +1,1 @@
+"""All file I/O and axis-order conversions live here (images, atomic writes, weight files)."""

@@ -1,0 +1,189 @@
+"""Reading and writing 3D images (NIfTI, NRRD, MHA) through SimpleITK, with their geometry.
+
+Array layout, stated once for the whole project: an image in memory is a numpy array indexed
+``[z, y, x]`` (SimpleITK's ``GetArrayFromImage`` order; ``D, H, W`` in tensor terms), and a
+multi-channel image is ``(C, D, H, W)``. Its :class:`Geometry` is in ITK's physical convention
+(LPS): ``size``/``spacing``/``origin`` in ``(x, y, z)`` order and a row-major 3x3 ``direction``.
+This module is the only place where axis orders are converted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ACELib.io.atomic import atomic_path
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the voxels of a 3D image are in physical space (ITK/LPS convention).
+
+    Attributes:
+        size: voxels along ``(x, y, z)``.
+        spacing: mm along ``(x, y, z)``.
+        origin: physical position of voxel ``(0, 0, 0)``.
+        direction: row-major 3x3 direction cosines (9 floats).
+    """
+
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """numpy array shape ``(D, H, W)`` = ``(z, y, x)``."""
+        return (self.size[2], self.size[1], self.size[0])
+
+    @classmethod
+    def from_sitk(cls, img: sitk.Image) -> Geometry:
+        return cls(
+            size=tuple(int(s) for s in img.GetSize()),
+            spacing=tuple(float(s) for s in img.GetSpacing()),
+            origin=tuple(float(o) for o in img.GetOrigin()),
+            direction=tuple(float(d) for d in img.GetDirection()),
+        )
+
+    def apply_to(self, img: sitk.Image) -> sitk.Image:
+        img.SetSpacing(self.spacing)
+        img.SetOrigin(self.origin)
+        img.SetDirection(self.direction)
+        return img
+
+    def differences(self, other: Geometry, tol: float = 1e-4) -> list[str]:
+        """Human-readable list of what differs between two geometries (empty when they agree)."""
+        out = []
+        if tuple(self.size) != tuple(other.size):
+            out.append(f"size {self.size} vs {other.size}")
+        for name in ("spacing", "origin", "direction"):
+            a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
+            if a.shape != b.shape or not np.allclose(a, b, atol=tol * max(1.0, float(np.abs(a).max(initial=0)))):
+                out.append(f"{name} {tuple(np.round(a, 4))} vs {tuple(np.round(b, 4))}")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "spacing": list(self.spacing), "origin": list(self.origin),
+                "direction": list(self.direction)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Geometry:
+        return cls(tuple(d["size"]), tuple(d["spacing"]), tuple(d["origin"]), tuple(d["direction"]))
+
+    def index_to_physical(self) -> np.ndarray:
+        """``(4, 4)`` matrix mapping ``(x, y, z, 1)`` voxel indices to LPS millimetres."""
+        m = np.eye(4)
+        m[:3, :3] = np.asarray(self.direction).reshape(3, 3) @ np.diag(self.spacing)
+        m[:3, 3] = self.origin
+        return m
+
+
+def image_suffix(path: str | os.PathLike) -> str:
+    """The image suffix of ``path`` (``.nii.gz`` counts as one), or raise naming the supported ones."""
+    name = str(path).lower()
+    for s in IMAGE_SUFFIXES:
+        if name.endswith(s):
+            return s
+    raise ValueError(f"{str(path)!r}: unsupported image file type; expected one of {list(IMAGE_SUFFIXES)}")
+
+
+def read_sitk(path: str | os.PathLike) -> sitk.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+    image_suffix(path)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f"{str(path)!r}: cannot be read as an image ({str(exc).strip().splitlines()[-1]})") from None
+
+
+def read_image(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D scalar image.
+
+    Returns:
+        ``(array, geometry)``: ``array`` is ``(D, H, W)`` of ``dtype``.
+
+    Raises:
+        ValueError: the image is not 3D, or has several components per voxel.
+    """
+    img = read_sitk(path)
+    check_3d(img, path)
+    return sitk.GetArrayFromImage(img).astype(dtype, copy=False), Geometry.from_sitk(img)
+
+
+def check_3d(img: sitk.Image, path) -> None:
+    """Raise ``ValueError`` unless ``img`` is a 3D scalar image (a trailing size-1 4th axis is 3D)."""
+    dim = img.GetDimension()
+    size = img.GetSize()
+    if dim != 3:
+        raise ValueError(f"{str(path)!r}: expected a 3D image, got {dim}D of size {size}")
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(
+            f"{str(path)!r}: expected one value per voxel, got {img.GetNumberOfComponentsPerPixel()} components"
+        )
+
+
+def read_channels(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Geometry]:
+    """Read one file per modality into a ``(C, D, H, W)`` float32 array; all must share geometry.
+
+    Raises:
+        ValueError: naming the file whose geometry differs from the first's.
+    """
+    if not paths:
+        raise ValueError("read_channels: no image paths given")
+    arrays, geom0 = [], None
+    for p in paths:
+        arr, geom = read_image(p)
+        if geom0 is None:
+            geom0 = geom
+        else:
+            diff = geom0.differences(geom)
+            if diff:
+                raise ValueError(
+                    f"{str(p)!r} does not share the geometry of {str(paths[0])!r}: " + "; ".join(diff)
+                )
+        arrays.append(arr)
+    return np.stack(arrays), geom0
+
+
+def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
+    """A ``(D, H, W)`` array with ``geometry`` as a SimpleITK image."""
+    if array.ndim != 3 or tuple(array.shape) != geometry.shape:
+        raise ValueError(f"array of shape {array.shape} does not fit geometry of shape {geometry.shape} (D, H, W)")
+    return geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, geometry: Geometry, compress: bool = True) -> None:
+    """Write a ``(D, H, W)`` array with ``geometry`` atomically (temporary file, then rename)."""
+    image_suffix(path)
+    img = to_sitk(array, geometry)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=compress)
+
+
+def resample_like(array: np.ndarray, source: Geometry, target: Geometry, is_label: bool) -> np.ndarray:
+    """Resample a ``(D, H, W)`` array from ``source`` onto ``target`` geometry (linear, or nearest for labels)."""
+    img = to_sitk(array, source)
+    ref = sitk.Image([int(s) for s in target.size], img.GetPixelID())
+    target.apply_to(ref)
+    interp = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
+    out = sitk.Resample(img, ref, sitk.Transform(), interp, 0.0, img.GetPixelID())
+    return sitk.GetArrayFromImage(out)
+
+
+def resample_to_spacing(array: np.ndarray, geometry: Geometry, spacing: Sequence[float], is_label: bool) -> tuple[np.ndarray, Geometry]:
+    """Resample a ``(D, H, W)`` array to a new voxel ``spacing`` (x, y, z) covering the same extent."""
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing must be three positive numbers (x, y, z), got {spacing}")
+    size = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(geometry.size, geometry.spacing, spacing))
+    target = Geometry(size, spacing, geometry.origin, geometry.direction)
+    return resample_like(array, geometry, target, is_label), target

@@ -1,0 +1,131 @@
+"""Candidate sets: which joint labels a voxel of a dataset may truly have, given its dataset label.
+
+For dataset ``d`` and a voxel whose dataset label maps to joint index ``t``:
+
+* ``t`` is a label ``d`` annotates (not background): candidates = ``{t}`` plus any label the task
+  *widens* ``t`` to (e.g. WM -> {WM, WMH}: lesions hide inside tissue labels of anatomy datasets);
+* ``t`` is background: candidates = background plus every joint label ``d`` does not annotate.
+
+These are stored per dataset as a ``(C, C)`` bool *candidate table*: row ``t`` is the candidate set of
+a voxel with joint target ``t``. Rows of labels the dataset never produces are the singleton ``{t}``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ACELib.labels.space import BACKGROUND, DatasetSpec, Task
+
+
+def annotated_mask(task: Task, ds: DatasetSpec) -> np.ndarray:
+    """Which joint labels ``ds`` annotates.
+
+    Returns:
+        ``(C,)`` bool; background is always annotated.
+    """
+    names = ds.annotated_names
+    return np.array([lab.name in names for lab in task.labels], dtype=bool)
+
+
+def candidate_table(task: Task, ds: DatasetSpec) -> np.ndarray:
+    """Candidate sets of every joint target for dataset ``ds``.
+
+    Returns:
+        ``(C, C)`` bool: ``table[t, j]`` is True when a voxel of ``ds`` with joint target ``t`` may
+        truly be joint label ``j``.
+    """
+    c = task.num_classes
+    table = np.eye(c, dtype=bool)
+    annotated = annotated_mask(task, ds)
+    table[0] = ~annotated
+    table[0, 0] = True
+    for name, extra in ds.widen.items():
+        t = task.label_index(name)
+        for e in extra:
+            table[t, task.label_index(e)] = True
+    return table
+
+
+def candidate_labels(task: Task, ds: DatasetSpec, dataset_value: int) -> tuple[str, ...]:
+    """Joint label names a voxel with ``dataset_value`` in dataset ``ds`` may truly have."""
+    t = dataset_value_to_joint_index(task, ds)
+    if dataset_value not in t:
+        raise ValueError(
+            f"dataset {ds.name!r} declares no label value {dataset_value}; "
+            f"its values are {sorted(t)}"
+        )
+    row = candidate_table(task, ds)[t[dataset_value]]
+    return tuple(lab.name for lab, ok in zip(task.labels, row) if ok)
+
+
+def dataset_value_to_joint_index(task: Task, ds: DatasetSpec) -> dict[int, int]:
+    """Mapping dataset label value -> joint label index (0 -> 0)."""
+    mapping = {0: 0}
+    for value, name in ds.labels.items():
+        mapping[value] = task.label_index(name)
+    return mapping
+
+
+def to_joint(task: Task, ds: DatasetSpec, label_map: np.ndarray, source: str = "label map") -> tuple[np.ndarray, np.ndarray]:
+    """Convert a dataset's label map to joint label indices.
+
+    Args:
+        label_map: integer array of any shape holding dataset label values.
+        source: how to name the input in error messages (e.g. its file name).
+
+    Returns:
+        ``(joint, annotated)``: ``joint`` int64 of the same shape, joint indices; ``annotated``
+        ``(C,)`` bool, the labels the dataset annotates.
+
+    Raises:
+        ValueError: the map holds a value the dataset does not declare.
+    """
+    mapping = dataset_value_to_joint_index(task, ds)
+    arr = np.asarray(label_map)
+    if not np.issubdtype(arr.dtype, np.integer):
+        rounded = np.rint(arr)
+        if not np.array_equal(rounded, arr):
+            raise ValueError(f"{source}: label values must be integers, got non-integer values")
+        arr = rounded.astype(np.int64)
+    present = np.unique(arr)
+    unknown = [int(v) for v in present if int(v) not in mapping]
+    if unknown:
+        raise ValueError(
+            f"{source}: values {unknown} are not declared for dataset {ds.name!r} "
+            f"(declared: {sorted(mapping)})"
+        )
+    lut = np.zeros(int(max(present.max(initial=0), max(mapping))) + 1, dtype=np.int64)
+    for v, j in mapping.items():
+        lut[v] = j
+    return lut[arr.astype(np.int64)], annotated_mask(task, ds)
+
+
+def joint_values(task: Task) -> np.ndarray:
+    """``(C,)`` int64: the output value of each joint index (for writing label maps)."""
+    return np.array([lab.value for lab in task.labels], dtype=np.int64)
+
+
+def joint_index_from_values(task: Task, value_map: np.ndarray, source: str = "label map") -> np.ndarray:
+    """Map a label map holding joint *values* (a joint ground truth or a prediction) to joint indices."""
+    values = joint_values(task)
+    lut = {int(v): i for i, v in enumerate(values)}
+    present = [int(v) for v in np.unique(value_map)]
+    unknown = [v for v in present if v not in lut]
+    if unknown:
+        raise ValueError(f"{source}: values {unknown} are not joint label values {sorted(lut)}")
+    table = np.zeros(max(lut) + 1, dtype=np.int64)
+    for v, i in lut.items():
+        table[v] = i
+    return table[np.asarray(value_map).astype(np.int64)]
+
+
+__all__ = [
+    "BACKGROUND",
+    "annotated_mask",
+    "candidate_labels",
+    "candidate_table",
+    "dataset_value_to_joint_index",
+    "joint_index_from_values",
+    "joint_values",
+    "to_joint",
+]
