@@ -1,0 +1,118 @@
+"""Adaptive cross entropy (ACE; Roulet, Fernandez Slezak, Ferrante, MIDL 2019, Eq. 4).
+
+A model is trained on the joint label set of several partially labelled datasets (e.g. a tissue
+dataset and a lesion dataset). Background of a dataset that does not annotate every label is not
+"background": it may be any label the dataset is silent about. At such a voxel ACE takes
+``-log sum_{j in S} p_j`` instead of ``-log p_0``; everywhere else it is plain cross entropy.
+
+Two choices of ``S`` (background always belongs to it):
+
+* ``label_set="dataset"`` (default): background plus the labels the sample's dataset does not
+  annotate. A lesion-free patch of a lesion dataset still penalises false-positive lesions.
+* ``label_set="patch"``: the paper's Eq. 4, every label except the non-background labels present in
+  the sample's target. In a lesion-free patch of a lesion dataset the lesion joins ``S``, so such a
+  patch never penalises false-positive lesions. Use it to reproduce the paper.
+
+In both modes, samples whose dataset annotates every label get plain cross entropy. ACE in dataset
+mode is :func:`ACELib.losses.marginal.marginal_cross_entropy` with candidate row 0 = background plus
+the non-annotated labels and singleton rows elsewhere; both share one kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ACELib.losses._common import (
+    check_annotated,
+    check_logits_target,
+    check_reduction,
+    check_target_annotated,
+    check_weight,
+    float32_region,
+    reduce_voxel_loss,
+)
+from ACELib.losses.marginal import candidate_set_nll
+
+LABEL_SETS = ("dataset", "patch")
+
+
+def ace_candidates(annotated: torch.Tensor, label_set: str = "dataset", present: torch.Tensor | None = None) -> torch.Tensor:
+    """Candidate tables ``(B, C, C)`` that make marginal cross entropy equal to ACE.
+
+    Args:
+        annotated: ``(B, C)`` bool, the labels each sample's dataset annotates (column 0 True).
+        label_set: ``"dataset"`` or ``"patch"``.
+        present: ``(B, C)`` bool, labels present in each sample's target (needed for ``"patch"``).
+
+    Returns:
+        ``(B, C, C)`` bool: identity, except row 0 of samples that do not annotate every label,
+        which holds the set ``S`` described in the module docstring.
+    """
+    batch, num_classes = annotated.shape
+    eye = torch.eye(num_classes, dtype=torch.bool, device=annotated.device)
+    if label_set == "dataset":
+        background_set = ~annotated
+    else:
+        if present is None:
+            raise ValueError("present must be given for label_set='patch'")
+        background_set = ~present
+    background_set = background_set.clone()
+    background_set[:, 0] = True
+    fully_annotated = annotated.all(dim=1, keepdim=True)  # (B, 1)
+    background_set = torch.where(fully_annotated, eye[0].expand(batch, -1), background_set)
+    table = eye.expand(batch, -1, -1).clone()
+    table[:, 0] = background_set
+    return table
+
+
+def adaptive_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    annotated: torch.Tensor,
+    label_set: str = "dataset",
+    reduction: str = "mean",
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Adaptive cross entropy on raw logits.
+
+    Per voxel: ``-log p_t`` where the target ``t`` is not background or the sample's dataset
+    annotates every label; otherwise ``-(logsumexp(z_S) - logsumexp(z))`` with ``S`` chosen by
+    ``label_set`` (see the module docstring). Computed in float32 in log space.
+
+    Args:
+        logits: ``(B, C, *spatial)`` raw scores, any floating dtype (computed in float32).
+        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``, 0 = background.
+        annotated: ``(B, C)`` bool, which joint labels each sample's dataset annotates
+            (``ACELib.labels.annotated_mask``); column 0 (background) is treated as True.
+        label_set: ``"dataset"`` (default) or ``"patch"`` (the paper's Eq. 4).
+        reduction: ``"mean"`` over all voxels of the batch (the paper's ``1/m sum``), ``"sum"`` or
+            ``"none"``.
+        weight: optional ``(C,)`` float per-class weight; a voxel's loss is multiplied by the weight
+            of its target class and ``"mean"`` divides by the sum of voxel weights (0 if that is 0),
+            like ``torch.nn.functional.cross_entropy``.
+
+    Returns:
+        float32 scalar, or ``(B, *spatial)`` for ``reduction="none"``.
+
+    Raises:
+        TypeError: an argument is not a tensor.
+        ValueError: a shape, dtype, device or value does not fit, an unknown ``label_set`` or
+            ``reduction``, or a target label that its sample's dataset does not annotate.
+
+    Example:
+        >>> logits = torch.randn(2, 5, 8, 8, 8, requires_grad=True)
+        >>> target = torch.randint(0, 5, (2, 8, 8, 8))
+        >>> annotated = torch.ones(2, 5, dtype=torch.bool)
+        >>> adaptive_cross_entropy(logits, target, annotated).backward()
+    """
+    target = check_logits_target(logits, target)
+    annotated = check_annotated(annotated, logits)
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
+    check_reduction(reduction)
+    weight = check_weight(weight, logits)
+    present = check_target_annotated(target, annotated)
+    candidates = ace_candidates(annotated, label_set, present)
+    with float32_region(logits):
+        loss = candidate_set_nll(logits.float(), target, candidates)
+        return reduce_voxel_loss(loss, target, reduction, weight)
