@@ -127,8 +127,15 @@ def list_cases(folder: str | os.PathLike, info: DatasetInfo | None = None, subse
     """
     folder = Path(folder)
     info = info or read_dataset_info(folder)
-    images = folder / f"images{subset}"
     labels = folder / f"labels{subset}"
+    cases = list_image_cases(folder / f"images{subset}", info)
+    return [Case(c.name, c.image_paths, labels / f"{c.name}{info.file_ending}" if labels.is_dir() else None)
+            for c in cases]
+
+
+def list_image_cases(images: str | os.PathLike, info: DatasetInfo) -> list[Case]:
+    """Cases of a folder of ``{case}_{XXXX}{ending}`` channel files (no labels), sorted by name."""
+    images = Path(images)
     if not images.is_dir():
         raise DatasetError(f"{str(images)!r} does not exist")
     names = set()
@@ -138,12 +145,9 @@ def list_cases(folder: str | os.PathLike, info: DatasetInfo | None = None, subse
         m = _CHANNEL_FILE.match(f.name[: -len(info.file_ending)])
         if m:
             names.add(m.group("case"))
-    cases = []
-    for name in sorted(names):
-        paths = tuple(images / f"{name}_{c:04d}{info.file_ending}" for c in range(len(info.channel_names)))
-        lab = labels / f"{name}{info.file_ending}"
-        cases.append(Case(name, paths, lab if labels.is_dir() else None))
-    return cases
+    n_channels = len(info.channel_names)
+    return [Case(name, tuple(images / f"{name}_{c:04d}{info.file_ending}" for c in range(n_channels)), None)
+            for name in sorted(names)]
 
 
 def write_dataset_info(folder: str | os.PathLike, channel_names: Sequence[str], labels: Mapping[str, int],

@@ -1,0 +1,1 @@
+"""Data: the dataset contract, checks, preprocessing, loading and balanced sampling."""

@@ -1,0 +1,34 @@
+"""Inference: the model file, whole-volume sliding-window prediction, case and folder prediction."""
+
+from ACELib.inference.device import resolve_device
+from ACELib.inference.model import DEFAULT_WINDOW, JointModel, Prediction, load_model
+from ACELib.inference.model_file import (
+    MemberSpec,
+    ModelMetadata,
+    create_model,
+    read_model_file,
+    save_model,
+    sha256_of,
+)
+from ACELib.inference.predict import CaseInput, cases_in_folder, predict_case, predict_folder
+from ACELib.inference.sliding_window import Cancelled, sliding_window_logits
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "Cancelled",
+    "CaseInput",
+    "JointModel",
+    "MemberSpec",
+    "ModelMetadata",
+    "Prediction",
+    "cases_in_folder",
+    "create_model",
+    "load_model",
+    "predict_case",
+    "predict_folder",
+    "read_model_file",
+    "resolve_device",
+    "save_model",
+    "sha256_of",
+    "sliding_window_logits",
+]

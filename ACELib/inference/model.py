@@ -1,0 +1,140 @@
+"""A loaded model that segments whole volumes: preprocessing, sliding windows, fusion, resampling back."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.inference.model_file import ModelMetadata, read_model_file, save_model
+from ACELib.inference.sliding_window import Progress, sliding_window_logits
+from ACELib.io.image import Geometry, resample_like
+from ACELib.labels import JointLabel
+from ACELib.networks import fuse_label_maps
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = (128, 128, 128)
+
+
+@dataclass
+class Prediction:
+    """Result of :meth:`JointModel.predict`.
+
+    Attributes:
+        labels: ``(D, H, W)`` uint8 joint label *values*.
+        probabilities: ``(K, D, H, W)`` float32 softmax over the joint labels (single model only).
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class JointModel:
+    """A model ready for inference (see :func:`load_model`)."""
+
+    def __init__(self, metadata: ModelMetadata, networks: Sequence[torch.nn.Module], device: str | torch.device = "auto"):
+        self.metadata = metadata
+        self.networks = [n.eval() for n in networks]
+        self.device = torch.device("cpu")
+        self.to(device)
+
+    @property
+    def labels(self) -> tuple[JointLabel, ...]:
+        return self.metadata.labels
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.metadata.modalities
+
+    def to(self, device: str | torch.device) -> JointModel:
+        self.device = resolve_device(device)
+        self.networks = [n.to(self.device) for n in self.networks]
+        return self
+
+    def save(self, path: str | os.PathLike):
+        """Write the model file (weights are copied to the CPU; the model stays where it is)."""
+        return save_model(path, self.metadata, self.networks)
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, image: np.ndarray, spacing: Sequence[float] | None = None, *,
+                window: Sequence[int] = DEFAULT_WINDOW, overlap: float = 0.25, batch_size: int = 1,
+                amp: bool | None = None, return_probabilities: bool = False,
+                progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Prediction:
+        """Segment one volume.
+
+        Args:
+            image: ``(C, D, H, W)`` in the order of :attr:`modalities`, raw intensities.
+            spacing: voxel spacing ``(x, y, z)`` in mm; needed when the model resamples.
+            window, overlap, batch_size: sliding-window settings.
+            amp: mixed precision (default: on for CUDA).
+            return_probabilities: also return softmax maps (single models only).
+            progress: ``progress(done, total, message)``; cancel: returns True to stop.
+
+        Raises:
+            ValueError: wrong channel count or non-finite voxels.
+            Cancelled: ``cancel()`` returned True.
+        """
+        image = np.asarray(image)
+        if image.ndim != 4 or image.shape[0] != len(self.modalities):
+            raise ValueError(
+                f"image must be (C, D, H, W) with C = {len(self.modalities)} channels {list(self.modalities)}, "
+                f"got shape {image.shape}"
+            )
+        prep = self.metadata.preprocessing
+        geom = Geometry(tuple(reversed(image.shape[1:])), tuple(spacing) if spacing else (1.0, 1.0, 1.0), (0.0,) * 3)
+        if prep.spacing is not None and spacing is None:
+            raise ValueError("this model resamples to a fixed spacing: pass the image's spacing (x, y, z)")
+        work, work_geom = prep.resample(image.astype(np.float32), geom)
+        work = prep.normalize(work)
+        x = torch.from_numpy(work).to(self.device)
+        use_amp = (self.device.type == "cuda") if amp is None else amp
+        dtype = autocast_dtype(self.device) if use_amp else None
+        joint_maps, probs = [], None
+        n = len(self.networks)
+        for i, (net, member) in enumerate(zip(self.networks, self.metadata.members)):
+            chans = [self.modalities.index(m) for m in member.modalities]
+            sub_progress = None
+            if progress is not None:
+                def sub_progress(d, t, msg, i=i):
+                    progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({member.name})")
+
+            def run(batch, net=net):
+                with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                    return net(batch)
+
+            logits = sliding_window_logits(run, x[chans], len(member.classes), window, overlap, batch_size,
+                                           progress=sub_progress, cancel=cancel)
+            classes = torch.tensor(member.classes, device=logits.device)
+            if n == 1 and return_probabilities:
+                probs = torch.softmax(logits, dim=0)
+                joint_maps.append(classes[probs.argmax(0)])
+            else:
+                joint_maps.append(classes[logits.argmax(0)])
+            del logits
+        joint = joint_maps[0] if n == 1 else fuse_label_maps(joint_maps, priority=list(range(n)))
+        joint = torch.as_tensor(joint).to("cpu").numpy().astype(np.uint8)
+        values = np.array([lab.value for lab in self.labels], dtype=np.uint8)[joint]
+        prob_np = None
+        if probs is not None:
+            prob_np = np.zeros((len(self.labels), *probs.shape[1:]), dtype=np.float32)
+            prob_np[list(self.metadata.members[0].classes)] = probs.float().cpu().numpy()
+        if work_geom != geom:  # back to the input grid
+            values = resample_like(values, work_geom, geom, is_label=True)
+            if prob_np is not None:
+                prob_np = np.stack([resample_like(p, work_geom, geom, is_label=False) for p in prob_np])
+        return Prediction(values, prob_np)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
+               expected_sha256: str | None = None) -> JointModel:
+    """Load a model file (never unpickles); verify its SHA-256 first when ``expected_sha256`` is given."""
+    meta, nets = read_model_file(path, expected_sha256)
+    log.info("loaded %s model %s (%s) with labels %s", meta.kind, path, ", ".join(meta.modalities),
+             [lab.name for lab in meta.labels])
+    return JointModel(meta, nets, device)

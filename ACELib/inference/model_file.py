@@ -1,0 +1,194 @@
+"""The model file: one self-describing, code-free ``.safetensors`` file.
+
+Weights are safetensors tensors named ``member{i}/{parameter}``; the header's ``__metadata__``
+holds one JSON document under ``"ace_model"``: the label space (names, values, colours), the
+modalities in channel order, preprocessing, network hyper-parameters, patch size, the training
+settings and the ACELib version. A single joint model has one member; a Multi-UNet has one member
+per dataset, fused in order (a later member's non-background labels overwrite earlier ones).
+Loading never unpickles: it reads JSON and raw tensor bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import ACELib
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.io.safetensors import load_safetensors, save_safetensors
+from ACELib.labels import JointLabel
+from ACELib.networks import UNet3D, UNetConfig
+
+FORMAT = "ace-segmentation-model"
+FORMAT_VERSION = 1
+METADATA_KEY = "ace_model"
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One network of a model.
+
+    Attributes:
+        name: ``"joint"`` for a single model, the dataset name for a Multi-UNet member.
+        modalities: input channels, in order.
+        classes: the joint label index of each output channel (``classes[0] == 0``).
+        network: :class:`UNetConfig` as a dict.
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    classes: tuple[int, ...]
+    network: dict
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "modalities": list(self.modalities), "classes": list(self.classes),
+                "network": dict(self.network)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MemberSpec:
+        return cls(str(d["name"]), tuple(d["modalities"]), tuple(int(c) for c in d["classes"]), dict(d["network"]))
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything needed to use a model, saved beside its weights."""
+
+    labels: tuple[JointLabel, ...]
+    members: tuple[MemberSpec, ...]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    patch_size: tuple[int, int, int] = (32, 32, 32)
+    task_name: str = ""
+    training: dict = field(default_factory=dict)
+    acelib_version: str = ACELib.__version__
+
+    @property
+    def kind(self) -> str:
+        return "single" if len(self.members) == 1 else "multi-unet"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """All modalities the model needs, in order of first use by its members."""
+        out: list[str] = []
+        for m in self.members:
+            out.extend(x for x in m.modalities if x not in out)
+        return tuple(out)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "acelib_version": self.acelib_version,
+            "task_name": self.task_name,
+            "labels": [{"name": lab.name, "value": lab.value, "color": lab.hex_color} for lab in self.labels],
+            "modalities": list(self.modalities),
+            "members": [m.to_dict() for m in self.members],
+            "preprocessing": self.preprocessing.to_dict(),
+            "patch_size": list(self.patch_size),
+            "training": self.training,
+        }, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> ModelMetadata:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if d.get("format") != FORMAT:
+            raise ValueError(f"{source}: not an ACE Segmentation model (format {d.get('format')!r})")
+        if int(d.get("format_version", 0)) > FORMAT_VERSION:
+            raise ValueError(
+                f"{source}: model format version {d['format_version']} is newer than this ACELib "
+                f"({ACELib.__version__}) supports ({FORMAT_VERSION}); update ACELib"
+            )
+        labels = tuple(JointLabel(e["name"], int(e["value"]), tuple(int(e["color"][i:i + 2], 16) for i in (1, 3, 5)))
+                       for e in d["labels"])
+        return cls(labels=labels, members=tuple(MemberSpec.from_dict(m) for m in d["members"]),
+                   preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
+                   patch_size=tuple(d.get("patch_size", (32, 32, 32))), task_name=d.get("task_name", ""),
+                   training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"))
+
+
+def build_networks(meta: ModelMetadata) -> list[UNet3D]:
+    """Fresh (untrained) networks for the members of ``meta``."""
+    return [UNet3D(UNetConfig.from_dict(m.network)) for m in meta.members]
+
+
+def save_model(path: str | os.PathLike, meta: ModelMetadata, networks: Sequence[torch.nn.Module]) -> Path:
+    """Write weights and metadata to one safetensors file, atomically."""
+    if len(networks) != len(meta.members):
+        raise ValueError(f"got {len(networks)} networks for {len(meta.members)} members")
+    tensors = {}
+    for i, net in enumerate(networks):
+        for k, v in net.state_dict().items():
+            tensors[f"member{i}/{k}"] = v
+    save_safetensors(path, tensors, {METADATA_KEY: meta.to_json()})
+    return Path(path)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_model_file(path: str | os.PathLike, expected_sha256: str | None = None
+                    ) -> tuple[ModelMetadata, list[UNet3D]]:
+    """Read a model file into metadata and networks (on CPU, eval mode).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: checksum mismatch, not a model file, or weights that do not fit the metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    if expected_sha256 is not None:
+        actual = sha256_of(path)
+        if actual.lower() != expected_sha256.lower():
+            raise ValueError(
+                f"model file {str(path)!r} has SHA-256 {actual}, expected {expected_sha256}: "
+                "the file is corrupt or not the one that was published"
+            )
+    tensors, metadata = load_safetensors(path)
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"{str(path)!r} is a safetensors file without ACE Segmentation metadata")
+    meta = ModelMetadata.from_json(metadata[METADATA_KEY], source=str(path))
+    nets = build_networks(meta)
+    for i, net in enumerate(nets):
+        prefix = f"member{i}/"
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{str(path)!r}: weights of member {meta.members[i].name!r} do not fit its "
+                             f"network description: {str(exc).splitlines()[0]}") from None
+        net.eval()
+    return meta, nets
+
+
+def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
+                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
+    """A fresh, untrained single joint model (for training, and for tests of the front ends).
+
+    Returns:
+        :class:`ACELib.inference.model.JointModel` in eval mode.
+    """
+    from ACELib.inference.model import JointModel
+
+    labels = tuple(labels)
+    cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
+    meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
+                                                            cfg.to_dict()),),
+                         preprocessing=preprocessing or Preprocessing())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        nets = build_networks(meta)
+    return JointModel(meta, nets, device)

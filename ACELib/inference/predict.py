@@ -1,0 +1,133 @@
+"""Segment case files: one case (one file per modality) or a folder of cases."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
+from ACELib.inference.model import JointModel
+from ACELib.io.image import image_suffix, read_channels, write_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """A case to segment: its channel files and the modality name of each."""
+
+    name: str
+    image_paths: tuple[Path, ...]
+    modalities: tuple[str, ...]
+
+
+def select_channels(case: CaseInput, model: JointModel) -> list[Path]:
+    """The files of ``case`` in the model's modality order (clear error naming what is missing)."""
+    if len(case.image_paths) != len(case.modalities):
+        raise ValueError(f"case {case.name!r}: {len(case.image_paths)} files for modalities {list(case.modalities)}")
+    missing = [m for m in model.modalities if m not in case.modalities]
+    if missing:
+        raise ValueError(
+            f"case {case.name!r}: the model needs modalities {list(model.modalities)} but the input has "
+            f"{list(case.modalities)} (missing {missing})"
+        )
+    return [case.image_paths[case.modalities.index(m)] for m in model.modalities]
+
+
+def probability_paths(output: Path, model: JointModel) -> list[Path]:
+    suffix = image_suffix(output)
+    stem = output.name[: -len(suffix)]
+    return [output.with_name(f"{stem}_prob_{lab.name}{suffix}") for lab in model.labels]
+
+
+def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, *, overwrite: bool = False,
+                 probabilities: bool = False, progress=None, cancel=None, **predict_kwargs) -> Path:
+    """Segment one case and write the joint label map with exactly the input's geometry.
+
+    Args:
+        output: label map path (``.nii.gz``, ``.nrrd``, ``.mha``...).
+        probabilities: also write ``{stem}_prob_{label}{suffix}`` per joint label.
+        predict_kwargs: passed to :meth:`JointModel.predict` (window, overlap, batch_size, amp).
+
+    Raises:
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    output = Path(output)
+    image_suffix(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{str(output)!r} exists; pass overwrite=True (--overwrite) to replace it")
+    paths = select_channels(case, model)
+    image, geom = read_channels(paths)
+    pred = model.predict(image, geom.spacing, return_probabilities=probabilities, progress=progress,
+                         cancel=cancel, **predict_kwargs)
+    write_image(output, pred.labels, geom)
+    if probabilities and pred.probabilities is not None:
+        for p, prob in zip(probability_paths(output, model), pred.probabilities):
+            write_image(p, prob.astype(np.float32), geom)
+    return output
+
+
+def cases_in_folder(folder: str | os.PathLike, modalities: Sequence[str] | None = None) -> list[CaseInput]:
+    """Cases of a folder of ``{case}_{XXXX}{ending}`` files.
+
+    Channel names come from ``modalities`` when given, else from a ``dataset.json`` in the folder or
+    its parent (nnU-Net layout: ``imagesTs/`` beside ``dataset.json``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {str(folder)!r} does not exist")
+    info_dir = next((d for d in (folder, folder.parent) if (d / DATASET_JSON).is_file()), None)
+    if info_dir is not None:
+        info = read_dataset_info(info_dir)
+        names = tuple(modalities) if modalities else info.channel_names
+    elif modalities:
+        info, names = DatasetInfo(tuple(modalities), {"background": 0}, _ending_in(folder)), tuple(modalities)
+    else:
+        raise ValueError(f"{str(folder)!r}: no dataset.json here or in the parent; name the channels (--modalities)")
+    if len(names) != len(info.channel_names):
+        raise ValueError(f"{len(names)} modality names {list(names)} for {len(info.channel_names)} channels")
+    return [CaseInput(c.name, c.image_paths, names) for c in list_image_cases(folder, info)]
+
+
+def _ending_in(folder: Path) -> str:
+    for f in sorted(folder.iterdir()):
+        try:
+            return image_suffix(f)
+        except ValueError:
+            continue
+    raise ValueError(f"{str(folder)!r} holds no image files")
+
+
+def predict_folder(model: JointModel, cases: Sequence[CaseInput], out_dir: str | os.PathLike, *,
+                   file_ending: str = ".nii.gz", overwrite: bool = False, skip_existing: bool = False,
+                   probabilities: bool = False, progress: Callable[[int, int, str], None] | None = None,
+                   **predict_kwargs) -> list[Path]:
+    """Segment every case into ``out_dir/{case}{file_ending}``.
+
+    Existing outputs are an error, listed all at once before any work, unless ``overwrite`` or
+    ``skip_existing``.
+    """
+    out_dir = Path(out_dir)
+    outputs = [out_dir / f"{c.name}{file_ending}" for c in cases]
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not (overwrite or skip_existing):
+        raise FileExistsError(f"{len(existing)} outputs exist already (use --overwrite or --skip-existing): "
+                              + ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else ""))
+    missing = [str(p) for c in cases for p in c.image_paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} input files are missing: " + ", ".join(missing[:5]))
+    written = []
+    for i, (case, out) in enumerate(zip(cases, outputs)):
+        if out.exists() and skip_existing and not overwrite:
+            log.info("skipping %s: %s exists", case.name, out)
+        else:
+            predict_case(model, case, out, overwrite=True, probabilities=probabilities, **predict_kwargs)
+            written.append(out)
+        if progress is not None:
+            progress(i + 1, len(cases), case.name)
+    return written

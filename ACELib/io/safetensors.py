@@ -1,0 +1,114 @@
+"""Read and write the safetensors format without the `safetensors` package.
+
+The format cannot carry code: an 8-byte little-endian header length, a JSON header mapping each
+tensor name to ``{"dtype", "shape", "data_offsets"}`` (plus an optional ``"__metadata__"`` object of
+strings), then the raw little-endian tensor bytes. Files written here are readable by the
+`safetensors` library and vice versa (for the dtypes below). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ACELib.io.atomic import atomic_path
+
+_DTYPES = {
+    "F64": (torch.float64, np.float64),
+    "F32": (torch.float32, np.float32),
+    "F16": (torch.float16, np.float16),
+    "BF16": (torch.bfloat16, None),
+    "I64": (torch.int64, np.int64),
+    "I32": (torch.int32, np.int32),
+    "I16": (torch.int16, np.int16),
+    "I8": (torch.int8, np.int8),
+    "U8": (torch.uint8, np.uint8),
+    "BOOL": (torch.bool, np.bool_),
+}
+_TORCH_TO_CODE = {t: code for code, (t, _) in _DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class SafetensorsError(ValueError):
+    """A file is not a valid safetensors file."""
+
+
+def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                     metadata: Mapping[str, str] | None = None) -> None:
+    """Write ``tensors`` (and string ``metadata``) to ``path`` atomically."""
+    header: dict = {}
+    if metadata:
+        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise TypeError(f"metadata must map str to str; offending keys: {bad}")
+        header["__metadata__"] = dict(metadata)
+    blobs, offset = [], 0
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensor {name!r}: expected torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in _TORCH_TO_CODE:
+            raise TypeError(f"tensor {name!r}: dtype {t.dtype} is not supported")
+        t = t.detach().to("cpu").contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": _TORCH_TO_CODE[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # align the data section to 8 bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(head)))
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:
+    """Return ``(tensor_entries, metadata, data_start)`` of a safetensors file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise SafetensorsError(f"{str(path)!r}: too short to be a safetensors file ({size} bytes)")
+        (n,) = struct.unpack("<Q", raw)
+        if n > _MAX_HEADER or 8 + n > size:
+            raise SafetensorsError(f"{str(path)!r}: header length {n} does not fit a file of {size} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SafetensorsError(f"{str(path)!r}: header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{str(path)!r}: header is not a JSON object")
+    metadata = header.pop("__metadata__", {}) or {}
+    return header, metadata, 8 + n
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read all tensors and the metadata of a safetensors file (no code is ever executed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    header, metadata, start = read_safetensors_header(path)
+    data = path.read_bytes()[start:]
+    tensors = {}
+    for name, e in header.items():
+        try:
+            torch_dtype, _ = _DTYPES[e["dtype"]]
+            begin, end = (int(x) for x in e["data_offsets"])
+            shape = [int(s) for s in e["shape"]]
+        except (KeyError, TypeError, ValueError):
+            raise SafetensorsError(f"{str(path)!r}: entry {name!r} is malformed: {e!r}") from None
+        itemsize = torch.empty((), dtype=torch_dtype).element_size()
+        if not 0 <= begin <= end <= len(data) or (end - begin) != itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise SafetensorsError(f"{str(path)!r}: entry {name!r} has offsets {[begin, end]} that do not fit")
+        buf = bytearray(data[begin:end])
+        t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
+        tensors[name] = t.view(torch_dtype).reshape(shape).clone()
+    return tensors, metadata

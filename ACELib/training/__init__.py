@@ -1,0 +1,6 @@
+"""Training: settings, the loop (single joint model or Multi-UNet), checkpoints, logs and plots."""
+
+from ACELib.training.config import TrainConfig
+from ACELib.training.trainer import MemberPlan, TrainResult, plan_members, train
+
+__all__ = ["MemberPlan", "TrainConfig", "TrainResult", "plan_members", "train"]

@@ -1,0 +1,82 @@
+"""Training settings: one frozen dataclass, saved as JSON in the run folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.losses import LOSSES
+
+# settings that may change when a run is resumed; any other difference is an error
+RESUMABLE_CHANGES = ("iterations", "device", "validation_interval", "checkpoint_interval", "num_threads")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (defaults follow the paper where it says: Adam with default parameters, batches
+    of 7 patches of 32^3, 32 base channels).
+
+    Attributes:
+        loss: a name from :data:`ACELib.losses.LOSSES` (single model); Multi-UNet members use "ce".
+        iterations: optimisation steps (per network for a Multi-UNet).
+        validation_fraction: share of each training dataset's cases held out for validation Dice.
+        validation_interval: steps between validations (and best-model selection).
+        checkpoint_interval: steps between resumable checkpoints.
+        multi_unet: train one network per dataset (each on all of its own modalities) instead.
+    """
+
+    loss: str = "ace"
+    iterations: int = 2000
+    batch_size: int = 7
+    patch_size: int = 32
+    base_channels: int = 32
+    depth: int = 4
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.2
+    validation_interval: int = 100
+    checkpoint_interval: int = 50
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    multi_unet: bool = False
+    num_threads: int | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        for name in ("iterations", "batch_size", "patch_size", "base_channels", "depth",
+                     "validation_interval", "checkpoint_interval"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch_size % (2 ** (self.depth - 1)):
+            raise ValueError(f"patch_size {self.patch_size} must be divisible by 2^(depth-1) = {2 ** (self.depth - 1)}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+        d = dict(d)
+        if "preprocessing" in d:
+            d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+        return cls(**d)
+
+    def resume_conflicts(self, saved: TrainConfig) -> list[str]:
+        """Settings that differ from a saved run's and cannot change on resume."""
+        return [f"{f.name}: run has {getattr(saved, f.name)!r}, asked {getattr(self, f.name)!r}"
+                for f in fields(self) if f.name not in RESUMABLE_CHANGES
+                and getattr(self, f.name) != getattr(saved, f.name)]
+
+    def with_changes(self, **kw) -> TrainConfig:
+        return replace(self, **kw)

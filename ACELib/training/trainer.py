@@ -1,0 +1,265 @@
+"""Train a joint model (or a Multi-UNet) from a task's partially labelled datasets.
+
+Run folder layout::
+
+    config.json, task.json          settings and the task, as trained
+    model.safetensors               the model file: best validation Dice (last step without validation)
+    model_last.safetensors          the model file at the last step
+    log.csv, curves.png             training log and its plot (per member for a Multi-UNet)
+    checkpoint.safetensors          resumable state (per member: members/<name>/...)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ACELib.data.check import check_task
+from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
+from ACELib.data.sampling import BalancedSampler
+from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.inference.model_file import MemberSpec, ModelMetadata, save_model
+from ACELib.io.atomic import atomic_write_text
+from ACELib.labels import DatasetSpec, Task
+from ACELib.losses import build_loss
+from ACELib.networks import UNet3D, UNetConfig
+from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
+from ACELib.training.config import TrainConfig
+from ACELib.training.curves import TrainingLog, plot_curves
+from ACELib.training.validation import validate
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """What one network learns: from which datasets, with which inputs, outputs and loss."""
+
+    name: str
+    datasets: tuple[DatasetSpec, ...]
+    modalities: tuple[str, ...]
+    classes: tuple[int, ...]
+    loss: str
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    last_model_path: Path
+    status: str  # "finished" or "stopped"
+    steps: dict[str, int]
+    best_val_dice: dict[str, float]
+
+
+def plan_members(task: Task, config: TrainConfig) -> list[MemberPlan]:
+    """One joint network, or (``multi_unet``) one network per training dataset trained with CE."""
+    if not config.multi_unet:
+        return [MemberPlan("joint", task.train_datasets, task.input_modalities,
+                           tuple(range(task.num_classes)), config.loss)]
+    plans = []
+    for ds in task.train_datasets:
+        classes = (0, *sorted(task.label_index(n) for n in ds.labels.values()))
+        plans.append(MemberPlan(ds.name, (ds,), ds.modalities, classes, "ce"))
+    return plans
+
+
+def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume: bool = False,
+          progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train and write the run folder (see module docstring).
+
+    Args:
+        resume: continue the run in ``run_dir`` from its checkpoints.
+        progress: ``progress(step, total, message)`` after every step.
+        should_stop: polled every step; when True, a checkpoint is written and the run returns
+            with status ``"stopped"`` (resume it later).
+
+    Raises:
+        ValueError: the task or its data fail :func:`ACELib.data.check.check_task`, or a resumed run's
+            settings conflict with the saved ones.
+        FileExistsError: ``run_dir`` holds a run and ``resume`` is False.
+    """
+    run_dir = Path(run_dir)
+    plans = plan_members(task, config)
+    _prepare_run_dir(task, run_dir, config, resume)
+    problems = check_task(task, modalities=() if config.multi_unet else None, include_test=False)
+    if problems:
+        raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    nets, steps, best, status = [], {}, {}, "finished"
+    for plan in plans:
+        member_dir = run_dir if len(plans) == 1 else run_dir / "members" / plan.name
+        member_dir.mkdir(parents=True, exist_ok=True)
+        net, step, score, stopped = _train_member(task, plan, config, member_dir, device, resume,
+                                                  progress, should_stop)
+        nets.append(net)
+        steps[plan.name], best[plan.name] = step, score
+        if stopped:
+            status = "stopped"
+            break
+    meta = _metadata(task, plans, config)
+    last_path = run_dir / "model_last.safetensors"
+    model_path = run_dir / "model.safetensors"
+    if status == "finished":
+        save_model(last_path, meta, [n[1] for n in nets])
+        save_model(model_path, meta, [n[0] for n in nets])
+        log.info("finished: model written to %s", model_path)
+    return TrainResult(run_dir, model_path, last_path, status, steps, best)
+
+
+def _prepare_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        if not resume:
+            raise FileExistsError(f"{str(run_dir)!r} already holds a training run; pass resume=True (--resume) "
+                                  "to continue it or choose another folder")
+        saved = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        conflicts = config.resume_conflicts(saved)
+        if conflicts:
+            raise ValueError(f"cannot resume {str(run_dir)!r} with other settings: " + "; ".join(conflicts))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    task_dict = task.to_dict()
+    for e, ds in zip(task_dict["datasets"], task.datasets):
+        e["path"] = str(task.dataset_path(ds).resolve())
+    atomic_write_text(run_dir / "task.json", json.dumps(task_dict, indent=2) + "\n")
+
+
+def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> ModelMetadata:
+    members = tuple(MemberSpec(p.name, p.modalities, p.classes, _net_config(p, config).to_dict()) for p in plans)
+    training = {k: v for k, v in config.to_dict().items() if k not in ("device", "num_threads", "preprocessing")}
+    return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
+                         patch_size=(config.patch_size,) * 3, task_name=task.name, training=training)
+
+
+def _net_config(plan: MemberPlan, config: TrainConfig) -> UNetConfig:
+    return UNetConfig(in_channels=len(plan.modalities), num_classes=len(plan.classes),
+                      base_channels=config.base_channels, depth=config.depth)
+
+
+def _local_tables(plan: MemberPlan, num_joint: int):
+    """Joint -> member class lookup, or None when the member predicts every joint label."""
+    if plan.classes == tuple(range(num_joint)):
+        return None
+    lut = torch.zeros(num_joint, dtype=torch.int64)
+    for i, c in enumerate(plan.classes):
+        lut[c] = i
+    return lut
+
+
+def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir: Path, device: torch.device,
+                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None):
+    """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
+    datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets, seed=config.seed)
+    train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    net = UNet3D(_net_config(plan, config)).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    sampler = BalancedSampler(train_sets, config.patch_size, config.batch_size, seed=config.seed)
+    loss_fn = build_loss(plan.loss).to(device)
+    lut = _local_tables(plan, task.num_classes)
+    k = len(plan.classes)
+    amp_dtype = autocast_dtype(device) if config.amp else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    ckpt = member_dir / "checkpoint.safetensors"
+    step, best_score, best_step = 0, -1.0, 0
+    if resume and ckpt.exists():
+        st = load_checkpoint(ckpt)
+        net.load_state_dict(st.model_state)
+        optimizer.load_state_dict(st.optimizer_state)
+        sampler.set_state(st.sampler_state)
+        step, best_score, best_step = st.step, st.best_score, st.best_step
+        log.info("%s: resumed at step %d", plan.name, step)
+    best_state = _load_best(member_dir, net) if best_step else None
+    train_log = TrainingLog(member_dir / "log.csv", resume_step=step if resume else None)
+    has_val = any(d.cases for d in val_sets)
+    t0, rate, stopped = time.perf_counter(), None, False
+    net.train()
+    while step < config.iterations:
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        tic = time.perf_counter()
+        batch = sampler.sample().to(device)
+        target, annotated, candidates = batch.target, batch.annotated, batch.candidates
+        if lut is not None:
+            lut_d = lut.to(device)
+            target = lut_d[target]
+            annotated = torch.ones(target.shape[0], k, dtype=torch.bool, device=device)
+            candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = net(batch.image)
+        loss = loss_fn(logits.float(), target, annotated, candidates)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{plan.name}: loss became {loss.item()} at step {step + 1}")
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        step += 1
+        dt = time.perf_counter() - tic
+        inst = config.batch_size / max(dt, 1e-9)
+        rate = inst if rate is None else 0.9 * rate + 0.1 * inst
+        val = float("nan")
+        if has_val and (step % config.validation_interval == 0 or step == config.iterations):
+            val, per_class = validate(net, val_sets, plan.classes, device, amp_dtype=amp_dtype)
+            log.info("%s step %d validation Dice %.4f %s", plan.name, step, val,
+                     {k_: round(v, 3) for k_, v in per_class.items()})
+            if not np.isnan(val) and val > best_score:
+                best_score, best_step = val, step
+                best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
+                _save_member_model(member_dir / "model_best_member.safetensors", task, plan, config, net)
+        train_log.append(step=step, loss=float(loss.item()), patches_per_s=rate, val_dice=val,
+                         elapsed_s=time.perf_counter() - t0)
+        msg = f"{plan.name} loss {loss.item():.4f} | {rate:.1f} patches/s" + (f" | val Dice {val:.3f}" if val == val else "")
+        if progress is not None:
+            progress(step, config.iterations, msg)
+        if step % 10 == 0 or step == config.iterations or val == val:
+            log.debug("step %d/%d %s", step, config.iterations, msg)
+        if step % config.checkpoint_interval == 0 or step == config.iterations:
+            save_checkpoint(ckpt, net, optimizer, step, best_score, best_step, sampler.get_state())
+    if stopped:
+        save_checkpoint(ckpt, net, optimizer, step, best_score, best_step, sampler.get_state())
+        log.info("%s: stopped at step %d; resume with --resume", plan.name, step)
+    plot_curves(member_dir / "log.csv", member_dir / "curves.png", title=f"{task.name} - {plan.name} ({plan.loss})")
+    last = _clone(net)
+    best_net = last if best_state is None else _clone(net, best_state)
+    return (best_net.cpu().eval(), last.cpu().eval()), step, best_score, stopped
+
+
+def _clone(net: UNet3D, state: dict | None = None) -> UNet3D:
+    out = UNet3D(net.config)
+    out.load_state_dict(state if state is not None else net.state_dict())
+    return out
+
+
+def _save_member_model(path: Path, task: Task, plan: MemberPlan, config: TrainConfig, net: torch.nn.Module) -> None:
+    save_model(path, _metadata(task, [plan], config), [net])
+
+
+def _load_best(member_dir: Path, net: UNet3D) -> dict | None:
+    from ACELib.inference.model_file import read_model_file
+
+    path = member_dir / "model_best_member.safetensors"
+    if not path.exists():
+        return None
+    _, nets = read_model_file(path)
+    return nets[0].state_dict()
+
+
+__all__ = ["LoadedDataset", "MemberPlan", "TrainResult", "plan_members", "train"]

@@ -1,0 +1,77 @@
+"""Validation Dice on held-out, partially labelled cases.
+
+A prediction is scored only on what the case's dataset annotates: predicted labels the dataset does
+not annotate are read as the dataset label they hide in (a widened label, e.g. WMH inside WM) or as
+background, then Dice is computed per annotated non-background class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ACELib.data.loading import LoadedDataset
+from ACELib.inference.sliding_window import sliding_window_logits
+
+
+def to_dataset_view(pred: np.ndarray, annotated: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Map joint predictions ``(D, H, W)`` to what a dataset with these tables would have labelled."""
+    c = annotated.shape[0]
+    lut = np.zeros(c, dtype=np.int64)
+    for j in range(c):
+        if annotated[j]:
+            lut[j] = j
+        else:
+            hosts = [t for t in range(1, c) if annotated[t] and candidates[t, j]]
+            lut[j] = hosts[0] if hosts else 0
+    return lut[pred]
+
+
+def dice_scores(pred: np.ndarray, target: np.ndarray, classes: Sequence[int]) -> dict[int, float]:
+    """Dice per class; classes absent from both maps are left out."""
+    out = {}
+    for c in classes:
+        p, t = pred == c, target == c
+        denom = p.sum() + t.sum()
+        if denom:
+            out[c] = float(2.0 * np.logical_and(p, t).sum() / denom)
+    return out
+
+
+@torch.no_grad()
+def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: Sequence[int],
+             device: torch.device, window: int = 96, amp_dtype=None) -> tuple[float, dict[str, float]]:
+    """Mean validation Dice over all (case, annotated class) pairs, and the mean per class name.
+
+    Args:
+        classes: joint index of each network output channel.
+
+    Returns:
+        ``(mean_dice, {"<dataset>/<class index>": mean})``; NaN when there is nothing to score.
+    """
+    was_training = net.training
+    net.eval()
+    lut = torch.tensor(list(classes), device=device)
+    scores: dict[str, list[float]] = {}
+
+    def run(x):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            return net(x)
+
+    try:
+        for ds in datasets:
+            for case in ds.cases:
+                x = torch.from_numpy(case.image).to(device)
+                logits = sliding_window_logits(run, x, len(classes), (window,) * 3, overlap=0.25)
+                pred = lut[logits.argmax(0)].cpu().numpy()
+                view = to_dataset_view(pred, ds.annotated, ds.candidates)
+                annotated = [c for c in np.flatnonzero(ds.annotated) if c != 0]
+                for c, d in dice_scores(view, case.target.astype(np.int64), annotated).items():
+                    scores.setdefault(f"{ds.spec.name}/{c}", []).append(d)
+    finally:
+        net.train(was_training)
+    per_class = {k: float(np.mean(v)) for k, v in scores.items()}
+    flat = [d for v in scores.values() for d in v]
+    return (float(np.mean(flat)) if flat else float("nan")), per_class

@@ -1,0 +1,82 @@
+"""Tiny synthetic partially labelled datasets for tests (no download, a few kB each).
+
+Each subject is an ellipsoidal "brain": WM core, GM shell, CSF rim, with one WMH blob inside WM.
+The anatomy dataset labels tissue only (its lesion is labelled WM), the lesion dataset WMH only,
+and the test dataset has joint labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ACELib.data.contract import write_case, write_dataset_info
+from ACELib.io.image import Geometry
+
+T1 = {0: 0.0, 1: 0.2, 2: 0.5, 3: 0.8, 4: 0.45}
+FLAIR = {0: 0.0, 1: 0.1, 2: 0.6, 3: 0.5, 4: 1.0}
+OBLIQUE = tuple(np.round([[0.936, -0.275, 0.218], [0.289, 0.956, -0.048], [-0.195, 0.108, 0.975]], 6).ravel())
+
+
+def subject(shape=(20, 24, 22), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A joint label map (0 bg, 1 CSF, 2 GM, 3 WM, 4 WMH) and its (2, D, H, W) T1/FLAIR image."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    center = rng.uniform(-0.08, 0.08, size=3)[:, None, None, None]
+    radii = rng.uniform(0.8, 0.95, size=3)[:, None, None, None]
+    r = np.sqrt((((grid - center) / radii) ** 2).sum(0))
+    label = np.zeros(shape, np.int64)
+    label[r < 0.95] = 1
+    label[r < 0.8] = 2
+    label[r < 0.5] = 3
+    wm = np.argwhere(r < 0.35)
+    c = wm[rng.integers(len(wm))]
+    d = np.sqrt(((np.indices(shape) - c[:, None, None, None]) ** 2).sum(0))
+    label[(d < 2.2) & (label == 3)] = 4
+    image = np.stack([np.vectorize(t.get)(label) for t in (T1, FLAIR)]).astype(np.float32)
+    image += rng.normal(0, 0.03, image.shape).astype(np.float32)
+    return label, image
+
+
+def make_tiny_task(root, n_anatomy=3, n_lesion=3, n_test=2, shape=(20, 24, 22), seed=0,
+                   direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)) -> Path:
+    """Write anatomy/lesion/test datasets and ``task.json`` under ``root``; return the task path."""
+    root = Path(root)
+    geom = Geometry(tuple(reversed(shape)), (1.5, 1.2, 2.0), (10.0, -20.0, 5.0), tuple(float(v) for v in direction))
+    specs = {"anatomy": ({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, n_anatomy),
+             "lesion": ({"background": 0, "WMH": 1}, n_lesion),
+             "test": ({"background": 0, "CSF": 1, "GM": 2, "WM": 3, "WMH": 4}, n_test)}
+    k = seed * 1000
+    for name, (labels, n) in specs.items():
+        folder = root / name
+        write_dataset_info(folder, ["T1", "FLAIR"], labels, n)
+        for i in range(n):
+            joint, image = subject(shape, seed=k)
+            k += 1
+            if name == "anatomy":
+                lab = np.where(joint == 4, 3, joint)
+            elif name == "lesion":
+                lab = (joint == 4).astype(np.int64)
+            else:
+                lab = joint
+            write_case(folder, f"{name}_{i:03d}", image, geom, lab)
+    task = {
+        "name": "tiny",
+        "labels": [{"name": "background", "value": 0, "color": "#000000"},
+                   {"name": "CSF", "value": 1, "color": "#4682b4"},
+                   {"name": "GM", "value": 2, "color": "#dcb48c"},
+                   {"name": "WM", "value": 3, "color": "#f5f5f5"},
+                   {"name": "WMH", "value": 4, "color": "#ff3232"}],
+        "datasets": [
+            {"name": "anatomy", "path": "anatomy", "modalities": ["T1", "FLAIR"],
+             "labels": {"1": "CSF", "2": "GM", "3": "WM"}, "widen": {"WM": ["WMH"]}},
+            {"name": "lesion", "path": "lesion", "modalities": ["T1", "FLAIR"], "labels": {"1": "WMH"}},
+            {"name": "test", "path": "test", "modalities": ["T1", "FLAIR"],
+             "labels": {"1": "CSF", "2": "GM", "3": "WM", "4": "WMH"}, "role": "test"},
+        ],
+    }
+    path = root / "task.json"
+    path.write_text(json.dumps(task, indent=2))
+    return path
