@@ -17,7 +17,15 @@ from ACELib.io.image import Geometry
 
 T1 = {0: 0.0, 1: 0.2, 2: 0.5, 3: 0.8, 4: 0.45}
 FLAIR = {0: 0.0, 1: 0.1, 2: 0.6, 3: 0.5, 4: 1.0}
-OBLIQUE = tuple(np.round([[0.936, -0.275, 0.218], [0.289, 0.956, -0.048], [-0.195, 0.108, 0.975]], 6).ravel())
+
+
+def oblique_direction(degrees=(20.0, -10.0, 15.0)) -> tuple[float, ...]:
+    """A proper rotation (orthonormal, det +1) as a row-major 3x3 ITK direction."""
+    ax, ay, az = np.radians(degrees)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return tuple(float(v) for v in (rz @ ry @ rx).ravel())
 
 
 def subject(shape=(20, 24, 22), seed=0) -> tuple[np.ndarray, np.ndarray]:

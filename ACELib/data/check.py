@@ -41,6 +41,15 @@ def _read(path: Path, problems: list[str]) -> tuple[np.ndarray | None, Geometry 
     return sitk.GetArrayViewFromImage(img).copy(), Geometry.from_sitk(img)
 
 
+def count_non_finite(path: Path, arr: np.ndarray) -> int:
+    """NaN/Inf voxels of an image. ITK's NIfTI reader turns NaN into 0, so NIfTI is read raw with nibabel."""
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        arr = np.asanyarray(nib.load(str(path)).dataobj)
+    return int(arr.size - np.isfinite(arr).sum()) if np.issubdtype(arr.dtype, np.floating) else 0
+
+
 def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None = None,
                   progress: Progress | None = None) -> list[str]:
     """Problems of one dataset of ``task`` (empty list when it is usable)."""
@@ -75,8 +84,8 @@ def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None 
             arr, geom = _read(p, case_problems)
             if arr is None:
                 continue
-            if not np.isfinite(arr).all():
-                bad = int((~np.isfinite(arr)).sum())
+            bad = count_non_finite(p, arr)
+            if bad:
                 case_problems.append(f"{p}: {bad} NaN/Inf voxels")
             geoms.append((p, geom))
         if case.label_path is None:

@@ -101,8 +101,8 @@ class JointModel:
             chans = [self.modalities.index(m) for m in member.modalities]
             sub_progress = None
             if progress is not None:
-                def sub_progress(d, t, msg, i=i):
-                    progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({member.name})")
+                def sub_progress(d, t, msg, i=i, name=member.name):
+                    progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
             def run(batch, net=net):
                 with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):

@@ -66,7 +66,7 @@ class Geometry:
         for name in ("spacing", "origin", "direction"):
             a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if a.shape != b.shape or not np.allclose(a, b, atol=tol * max(1.0, float(np.abs(a).max(initial=0)))):
-                out.append(f"{name} {tuple(np.round(a, 4))} vs {tuple(np.round(b, 4))}")
+                out.append(f"{name} {np.round(a, 4).tolist()} vs {np.round(b, 4).tolist()}")
         return out
 
     def to_dict(self) -> dict:

@@ -1,0 +1,77 @@
+"""`ace train`: train a joint model (or a Multi-UNet) on a task."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from ACELib.cli.progress import ProgressBar
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.inference.device import DEVICE_CHOICES
+from ACELib.labels import load_task
+from ACELib.losses import LOSSES
+from ACELib.training import TrainConfig, train
+
+NAME = "train"
+HELP = "train one network on partially labelled datasets (ACE loss by default)"
+DESCRIPTION = (HELP + ". The run folder gets model.safetensors (best validation Dice), model_last.safetensors, "
+               "log.csv, curves.png and a resumable checkpoint. SIGINT/SIGTERM stop after the current step "
+               "and save a checkpoint; continue with --resume.")
+
+
+def add_arguments(p) -> None:
+    d = TrainConfig()
+    p.add_argument("--task", required=True, help="task file (JSON)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--loss", default=d.loss, choices=sorted(LOSSES),
+                   help="; ".join(f"{k}: {v}" for k, v in LOSSES.items()) + f" (default {d.loss})")
+    p.add_argument("--iterations", type=int, default=d.iterations, help=f"steps per network (default {d.iterations})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per batch (default {d.batch_size})")
+    p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch edge in voxels (default {d.patch_size})")
+    p.add_argument("--base-channels", type=int, default=d.base_channels, help=f"U-Net width (default {d.base_channels})")
+    p.add_argument("--depth", type=int, default=d.depth, help=f"U-Net blocks per path (default {d.depth})")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})")
+    p.add_argument("--val-fraction", type=float, default=d.validation_fraction,
+                   help=f"cases held out per dataset for validation (default {d.validation_fraction})")
+    p.add_argument("--val-interval", type=int, default=d.validation_interval, help="steps between validations")
+    p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval, help="steps between checkpoints")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="resample to this spacing (mm)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="auto", help=f"one of {list(DEVICE_CHOICES)} or cuda:N (default auto)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--multi-unet", action="store_true", help="train one network per dataset with CE (baseline)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(loss=args.loss, iterations=args.iterations, batch_size=args.batch_size,
+                       patch_size=args.patch_size, base_channels=args.base_channels, depth=args.depth,
+                       learning_rate=args.lr, validation_fraction=args.val_fraction,
+                       validation_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
+                       seed=args.seed, device=args.device, amp=not args.no_amp, multi_unet=args.multi_unet,
+                       num_threads=args.threads,
+                       preprocessing=Preprocessing(spacing=tuple(args.spacing) if args.spacing else None))
+
+
+def run(args) -> int:
+    task = load_task(args.task)
+    config = config_from_args(args)
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train(task, args.out, config, resume=args.resume, progress=ProgressBar("train", unit="step"),
+                       should_stop=stop.is_set)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if result.status == "stopped":
+        print(f"stopped; checkpoint kept in {result.run_dir} (continue with --resume)")
+        return 3
+    best = ", ".join(f"{k}: {v:.3f}" for k, v in result.best_val_dice.items() if v >= 0)
+    print(f"model: {result.model_path}" + (f" (best validation Dice {best})" if best else ""))
+    return 0
