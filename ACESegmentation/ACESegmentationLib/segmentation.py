@@ -1,0 +1,244 @@
+"""Label maps <-> segmentation nodes: names, colours, SNOMED CT terminology and reference geometry.
+
+A label map of joint label *values* becomes one segment per joint label (background excluded),
+imported through a colour table so that each segment gets its label's name and colour, then tagged
+with the label's SNOMED CT terminology (codes from ``Resources/Terminology/ACESegmentation.term.json``,
+the same codes as Slicer's own terminology lists). The segmentation lives in the coordinate frame of
+its reference volume (same parent transform, same grid), so no voxel is ever resampled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import slicer
+import slicer.util
+import vtk
+
+from ACELib.labels import JointLabel
+from ACESegmentationLib.mrml_io import copyGridOf
+
+logger = logging.getLogger(__name__)
+
+TERMINOLOGY_CONTEXT = "Segmentation category and type - ACE Segmentation"
+TERMINOLOGY_FILE = "ACESegmentation.term.json"
+
+
+@dataclass(frozen=True)
+class Code:
+    """One coded concept (DICOM triplet)."""
+
+    scheme: str
+    value: str
+    meaning: str
+
+    def serialize(self) -> str:
+        return f"{self.scheme}^{self.value}^{self.meaning}"
+
+
+ANATOMICAL_STRUCTURE = Code("SCT", "123037004", "Anatomical Structure")
+ALTERED_STRUCTURE = Code("SCT", "49755003", "Morphologically Altered Structure")
+
+#: label kind -> (category, type); the codes appear in Slicer's General Anatomy and DICOM master lists.
+SEGMENT_CODES: dict[str, tuple[Code, Code]] = {
+    "csf": (ANATOMICAL_STRUCTURE, Code("SCT", "280371009", "Brain cerebrospinal fluid pathway")),
+    "gm": (ANATOMICAL_STRUCTURE, Code("SCT", "389081007", "Gray Matter")),
+    "wm": (ANATOMICAL_STRUCTURE, Code("SCT", "389080008", "White Matter")),
+    "wmh": (ALTERED_STRUCTURE, Code("SCT", "52988006", "Lesion")),
+    "edema": (ALTERED_STRUCTURE, Code("SCT", "79654002", "Edema")),
+    "tumor": (ALTERED_STRUCTURE, Code("SCT", "108369006", "Neoplasm")),
+}
+
+#: lower-case joint label names recognised for each label kind.
+LABEL_ALIASES: dict[str, str] = {
+    "csf": "csf", "cerebrospinal fluid": "csf",
+    "gm": "gm", "grey matter": "gm", "gray matter": "gm",
+    "wm": "wm", "white matter": "wm",
+    "wmh": "wmh", "white matter hyperintensity": "wmh", "white matter hyperintensities": "wmh", "lesion": "wmh",
+    "edema": "edema", "oedema": "edema", "ed": "edema",
+    "tumor": "tumor", "tumour": "tumor", "tumor core": "tumor", "tumour core": "tumor", "tc": "tumor",
+    "neoplasm": "tumor",
+}
+
+
+def labelKind(name: str) -> str | None:
+    """The label kind (key of :data:`SEGMENT_CODES`) of a joint label name, or None if unknown."""
+    return LABEL_ALIASES.get(name.strip().lower())
+
+
+def terminologyForLabel(name: str) -> str | None:
+    """Slicer's serialised terminology entry for a joint label name, or None for unknown labels.
+
+    The format is Slicer's: ``context~category~type~typeModifier~regionContext~region~regionModifier``.
+    """
+    kind = labelKind(name)
+    if kind is None:
+        return None
+    category, segmentType = SEGMENT_CODES[kind]
+    return f"{TERMINOLOGY_CONTEXT}~{category.serialize()}~{segmentType.serialize()}~^^~~^^~^^"
+
+
+def terminologyFilePath() -> Path:
+    """The terminology file, in a built extension (module Resources) or a source checkout.
+
+    Raises:
+        FileNotFoundError: in neither place.
+    """
+    moduleDir = Path(__file__).resolve().parent.parent
+    candidates = [moduleDir / "Resources" / "Terminology" / TERMINOLOGY_FILE,
+                  moduleDir.parent / "Resources" / "Terminology" / TERMINOLOGY_FILE]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"terminology file not found; looked in {[str(p) for p in candidates]}")
+
+
+def loadTerminology(terminologyLogic) -> str:
+    """Load the ACE terminology context into a terminologies logic (once) and return its name."""
+    names = vtk.vtkStringArray()
+    terminologyLogic.GetLoadedTerminologyNames(names)
+    if TERMINOLOGY_CONTEXT not in [names.GetValue(i) for i in range(names.GetNumberOfValues())]:
+        loaded = terminologyLogic.LoadTerminologyFromFile(str(terminologyFilePath()))
+        if loaded != TERMINOLOGY_CONTEXT:
+            raise RuntimeError(f"loading {terminologyFilePath()} gave context {loaded!r}, expected {TERMINOLOGY_CONTEXT!r}")
+    return TERMINOLOGY_CONTEXT
+
+
+def addColorTable(scene, labels: Sequence[JointLabel], name: str = "ACE labels"):
+    """A colour table node whose entry ``label.value`` has the label's name and colour."""
+    size = max(label.value for label in labels) + 1
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(size)
+    for label in labels:
+        r, g, b = (c / 255.0 for c in label.color)
+        table.SetColor(label.value, label.name, r, g, b, 0.0 if label.value == 0 else 1.0)
+    return table
+
+
+def _segmentIds(segmentationNode) -> list[str]:
+    segmentation = segmentationNode.GetSegmentation()
+    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+
+
+def setSegmentsFromLabelArray(scene, segmentationNode, labelArray: np.ndarray, labels: Sequence[JointLabel],
+                              referenceVolume, segmentationsLogic=None) -> list[str]:
+    """Replace all segments of ``segmentationNode`` by one segment per non-background joint label.
+
+    Args:
+        labelArray: ``(D, H, W)`` integer map of joint label *values* on ``referenceVolume``'s grid.
+        labels: the joint labels (``labels[0]`` is background, value 0).
+        referenceVolume: the input volume; it becomes the reference geometry, and the segmentation
+            gets its parent transform.
+
+    Returns:
+        Segment IDs, in label order. Labels absent from the map get an empty segment, so that a user can
+        still paint them in the Segment Editor.
+
+    Raises:
+        ValueError: the map does not fit the reference grid, or holds values that are not joint labels.
+    """
+    labelArray = np.asarray(labelArray)
+    dims = referenceVolume.GetImageData().GetDimensions()
+    if labelArray.shape != tuple(reversed(dims)):
+        raise ValueError(f"label map of shape {labelArray.shape} does not fit the grid of "
+                         f"{referenceVolume.GetName()!r}, shape {tuple(reversed(dims))} (D, H, W)")
+    known = {label.value for label in labels}
+    unknown = sorted(int(v) for v in np.unique(labelArray) if int(v) not in known)
+    if unknown:
+        raise ValueError(f"label map values {unknown} are not joint label values {sorted(known)}")
+    segLogic = segmentationsLogic or slicer.vtkSlicerSegmentationsModuleLogic
+    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ACE temporary labelmap")
+    colorTable = addColorTable(scene, labels, name="ACE temporary colours")
+    try:
+        slicer.util.updateVolumeFromArray(labelmapNode, np.ascontiguousarray(labelArray.astype(np.uint8)))
+        copyGridOf(referenceVolume, labelmapNode)
+        labelmapNode.CreateDefaultDisplayNodes()
+        labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
+        segmentationNode.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
+        segmentation = segmentationNode.GetSegmentation()
+        segmentation.RemoveAllSegments()
+        if not segLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
+            raise RuntimeError(f"importing the label map into {segmentationNode.GetName()!r} failed")
+        byName = {segmentation.GetSegment(sid).GetName(): sid for sid in _segmentIds(segmentationNode)}
+        ordered = []
+        for label in labels[1:]:
+            sid = byName.get(label.name)
+            if sid is None:
+                sid = segmentation.AddEmptySegment("", label.name, [c / 255.0 for c in label.color])
+            segment = segmentation.GetSegment(sid)
+            segment.SetColor(*(c / 255.0 for c in label.color))
+            terminology = terminologyForLabel(label.name)
+            if terminology:
+                segment.SetTerminology(terminology)
+            ordered.append(sid)
+        for index, sid in enumerate(ordered):
+            segmentation.SetSegmentIndex(sid, index)
+        return ordered
+    finally:
+        scene.RemoveNode(labelmapNode)
+        scene.RemoveNode(colorTable)
+
+
+def labelArrayFromSegmentation(scene, segmentationNode, referenceVolume, labels: Sequence[JointLabel],
+                               segmentationsLogic=None) -> np.ndarray:
+    """Rasterise the segments of ``segmentationNode`` onto ``referenceVolume``'s grid as joint values.
+
+    Segments are matched to joint labels by name. Where segments overlap, the later one wins.
+
+    Returns:
+        ``(D, H, W)`` uint8 (or int16 for values above 255) map of joint label values.
+
+    Raises:
+        ValueError: a segment's name is not a joint label name (rename it in the Segment Editor).
+    """
+    names = {label.name for label in labels[1:]}
+    segmentation = segmentationNode.GetSegmentation()
+    ids = _segmentIds(segmentationNode)
+    unknown = [segmentation.GetSegment(sid).GetName() for sid in ids
+               if segmentation.GetSegment(sid).GetName() not in names]
+    if unknown:
+        raise ValueError(
+            f"segments {unknown} of {segmentationNode.GetName()!r} are not labels of the model "
+            f"{sorted(names)}; rename or delete them in the Segment Editor"
+        )
+    segLogic = segmentationsLogic or slicer.vtkSlicerSegmentationsModuleLogic
+    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ACE temporary export")
+    colorTable = addColorTable(scene, labels, name="ACE temporary colours")
+    try:
+        idArray = vtk.vtkStringArray()
+        for sid in ids:
+            idArray.InsertNextValue(sid)
+        ok = segLogic.ExportSegmentsToLabelmapNode(segmentationNode, idArray, labelmapNode, referenceVolume,
+                                                   slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, colorTable)
+        if not ok:
+            raise RuntimeError(f"exporting {segmentationNode.GetName()!r} to a label map failed")
+        if labelmapNode.GetImageData() is None:  # no segments: an empty map
+            dims = referenceVolume.GetImageData().GetDimensions()
+            return np.zeros(tuple(reversed(dims)), dtype=np.uint8)
+        array = np.array(slicer.util.arrayFromVolume(labelmapNode), copy=True)
+        return array.astype(np.uint8 if max(label.value for label in labels) < 256 else np.int16)
+    finally:
+        scene.RemoveNode(labelmapNode)
+        scene.RemoveNode(colorTable)
+
+
+def placeUnderStudyOf(scene, node, referenceNode) -> None:
+    """Put ``node`` in the subject hierarchy under the parent (study) of ``referenceNode``."""
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if shNode is None:
+        return
+    referenceItem = shNode.GetItemByDataNode(referenceNode)
+    item = shNode.GetItemByDataNode(node)
+    if not referenceItem:
+        return  # the input is not in the hierarchy: leave the output where Slicer put it
+    parent = shNode.GetItemParent(referenceItem)
+    if not item:
+        shNode.CreateItem(parent, node)
+    elif parent != shNode.GetItemParent(item):
+        shNode.SetItemParent(item, parent)
