@@ -1,0 +1,66 @@
+"""A run stopped (or killed) and resumed ends with the same weights as a run that never stopped."""
+
+import pytest
+import torch
+from factory import make_tiny_task
+
+from ACELib.inference import read_model_file
+from ACELib.io import atomic
+from ACELib.labels import load_task
+from ACELib.training import TrainConfig, train
+from ACELib.training.checkpoint import load_checkpoint
+
+CFG = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_channels=2, depth=2,
+                  validation_interval=2, checkpoint_interval=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    return load_task(make_tiny_task(tmp_path_factory.mktemp("r"), n_anatomy=2, n_lesion=2, n_test=0,
+                                    shape=(12, 12, 12)))
+
+
+def _weights(path):
+    _, nets = read_model_file(path)
+    return nets[0].state_dict()
+
+
+def test_stop_and_resume_is_bit_identical(task, tmp_path):
+    full = train(task, tmp_path / "full", CFG)
+    calls = {"n": 0}
+
+    def stop_after_three():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    part = train(task, tmp_path / "part", CFG, should_stop=stop_after_three)
+    assert part.status == "stopped" and part.steps == {"joint": 3}
+    assert load_checkpoint(tmp_path / "part/checkpoint.safetensors").step == 3
+    assert not (tmp_path / "part/model.safetensors").exists()
+    resumed = train(task, tmp_path / "part", CFG, resume=True)
+    assert resumed.status == "finished" and resumed.steps == {"joint": 6}
+    a, b = _weights(full.last_model_path), _weights(resumed.last_model_path)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "part/log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_crash_while_checkpointing_keeps_the_previous_checkpoint(task, tmp_path, monkeypatch):
+    real_replace = atomic.os.replace
+    state = {"n": 0}
+
+    def flaky_replace(src, dst):
+        if str(dst).endswith("checkpoint.safetensors"):
+            state["n"] += 1
+            if state["n"] == 2:  # the second checkpoint (step 4) dies half-way
+                raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", flaky_replace)
+    with pytest.raises(OSError, match="disk full"):
+        train(task, tmp_path / "run", CFG)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert load_checkpoint(tmp_path / "run/checkpoint.safetensors").step == 2
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".checkpoint")]
+    resumed = train(task, tmp_path / "run", CFG, resume=True)
+    assert resumed.steps == {"joint": 6}
