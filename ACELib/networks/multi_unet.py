@@ -150,6 +150,9 @@ class MultiUNet(nn.Module):
         unknown = sorted(set(data) - {"members", "joint_indices", "priority"})
         if unknown:
             raise ValueError(f"MultiUNet: unknown keys {unknown}; valid keys are ['joint_indices', 'members', 'priority']")
+        missing = [k for k in ("members", "joint_indices") if k not in data]
+        if missing:
+            raise ValueError(f"MultiUNet: missing keys {missing}")
         members = {n: UNet3D(UNetConfig.from_dict(c)) for n, c in data["members"].items()}
         return cls(members, data["joint_indices"], data.get("priority"))
 

@@ -102,6 +102,8 @@ def test_dict_round_trip(wmh_task):
     assert back.priority == ("lesion", "anatomy")
     with pytest.raises(ValueError, match=r"unknown keys \['extra'\]"):
         MultiUNet.from_dict({**multi.to_dict(), "extra": 1})
+    with pytest.raises(ValueError, match=r"missing keys \['joint_indices'\]"):
+        MultiUNet.from_dict({"members": multi.to_dict()["members"]})
 
 
 BAD_MEMBERS = [
