@@ -1,0 +1,84 @@
+"""Which models the module offers: bundled ones (a catalogue), trained runs, and files the user picks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ACESegmentationLib.training_process import trainedModel
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE = "catalogue.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the user can choose.
+
+    Attributes:
+        name: shown in the model list.
+        path: the model file (``.safetensors``); url: where to download it when absent (bundled models).
+        sha256: expected checksum, verified when loading (bundled models).
+        source: ``"bundled"``, ``"trained"`` or ``"file"``.
+    """
+
+    name: str
+    path: Path
+    sha256: str | None = None
+    source: str = "file"
+    url: str | None = None
+
+
+def modelFolders() -> list[Path]:
+    """Folders that may hold a model catalogue: the module's ``Resources/Models`` (built extension) and
+    the source checkout's ``models`` folder."""
+    moduleDir = Path(__file__).resolve().parent.parent
+    return [moduleDir / "Resources" / "Models", moduleDir.parent / "models"]
+
+
+def bundledModels(folders: list[Path] | None = None) -> list[ModelEntry]:
+    """Models listed in ``catalogue.json`` files::
+
+        {"models": [{"name": "WMH + tissue (T1, FLAIR)", "file": "wmh.safetensors", "sha256": "...",
+                     "url": "https://..."}]}
+
+    ``file`` is relative to the catalogue. Malformed catalogues are skipped with a warning.
+    """
+    entries: list[ModelEntry] = []
+    for folder in folders if folders is not None else modelFolders():
+        path = folder / CATALOGUE
+        if not path.is_file():
+            continue
+        try:
+            for item in json.loads(path.read_text())["models"]:
+                entries.append(ModelEntry(str(item["name"]), folder / str(item["file"]), item.get("sha256"),
+                                          "bundled", item.get("url")))
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring model catalogue %s: %s", path, exc)
+    return entries
+
+
+def trainedModels(runsRoot: str | os.PathLike) -> list[ModelEntry]:
+    """Finished training runs under ``runsRoot`` (one sub-folder per run), newest first."""
+    root = Path(runsRoot)
+    if not root.is_dir():
+        return []
+    runs = [(trainedModel(d), d) for d in root.iterdir() if d.is_dir()]
+    runs = [(m, d) for m, d in runs if m is not None]
+    runs.sort(key=lambda md: md[0].stat().st_mtime, reverse=True)
+    return [ModelEntry(f"{d.name} (trained)", m, None, "trained") for m, d in runs]
+
+
+def defaultRunsRoot() -> Path:
+    """Where training runs started from Slicer go: beside Slicer's user settings, else in the home folder."""
+    try:
+        import slicer
+
+        settings = Path(slicer.app.slicerUserSettingsFilePath).parent
+        return settings / "ACESegmentation" / "runs"
+    except (ImportError, AttributeError):
+        return Path.home() / ".ace-segmentation" / "runs"
