@@ -36,7 +36,9 @@ from ACELib.losses.marginal import candidate_set_nll
 LABEL_SETS = ("dataset", "patch")
 
 
-def ace_candidates(annotated: torch.Tensor, label_set: str = "dataset", present: torch.Tensor | None = None) -> torch.Tensor:
+def ace_candidates(
+    annotated: torch.Tensor, label_set: str = "dataset", present: torch.Tensor | None = None
+) -> torch.Tensor:
     """Candidate tables ``(B, C, C)`` that make marginal cross entropy equal to ACE.
 
     Args:
@@ -47,14 +49,19 @@ def ace_candidates(annotated: torch.Tensor, label_set: str = "dataset", present:
     Returns:
         ``(B, C, C)`` bool: identity, except row 0 of samples that do not annotate every label,
         which holds the set ``S`` described in the module docstring.
+
+    Raises:
+        ValueError: unknown ``label_set``, or ``present`` missing for ``"patch"``.
     """
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
     batch, num_classes = annotated.shape
     eye = torch.eye(num_classes, dtype=torch.bool, device=annotated.device)
     if label_set == "dataset":
         background_set = ~annotated
     else:
         if present is None:
-            raise ValueError("present must be given for label_set='patch'")
+            raise ValueError("present must be a (B, C) bool tensor for label_set='patch', got None")
         background_set = ~present
     background_set = background_set.clone()
     background_set[:, 0] = True

@@ -109,7 +109,8 @@ def marginal_dice_loss(
         include_background: whether the (merged) background class takes part in the mean.
 
     Returns:
-        float32 scalar in ``[0, 1]``.
+        float32 scalar in ``[0, 1]``; 0 when no (sample, class) pair is counted (every sample
+        annotates background only and ``include_background`` is False).
 
     Raises:
         TypeError: an argument is not a tensor.

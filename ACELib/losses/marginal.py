@@ -25,13 +25,30 @@ from ACELib.losses._common import (
     reduce_voxel_loss,
 )
 
+# Terms more than this far below the largest term of a log-sum-exp are clamped to it: e**-80 is
+# under float32's resolution of a sum >= 1, and an exp() that underflows to denormals is slow on CPU.
+_LOG_TERM_FLOOR = -80.0
+
+
+def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """``log sum_{j: mask_j} exp(x_j)`` along ``dim``; every slice must hold at least one True.
+
+    Value and gradient stay finite for any finite ``x`` (excluded entries get exactly zero gradient,
+    no ``-inf * 0``): the peak is taken over the kept entries, terms are clamped to
+    ``[_LOG_TERM_FLOOR, 0]`` relative to it before ``exp`` and excluded ones are then zeroed.
+    """
+    peak = x.detach().masked_fill(~mask, torch.finfo(x.dtype).min).amax(dim, keepdim=True)
+    terms = torch.exp((x - peak).clamp(_LOG_TERM_FLOOR, 0.0))
+    total = torch.where(mask, terms, 0.0).sum(dim, keepdim=True)
+    return (peak + torch.log(total)).squeeze(dim)
+
 
 def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Per-voxel ``-log P(candidate set)``: the shared kernel of marginal CE, ACE and plain CE.
+    """Per-voxel ``-log P(candidate set)``: the shared kernel of marginal CE and ACE.
 
-    Inputs are assumed checked. Works in log space: ``log_softmax`` then a masked ``logsumexp``.
-    Excluded labels are filled with the float32 minimum (not ``-inf``), so neither the value nor
-    the gradient can become NaN; every set holds its target, so the fill never wins.
+    Inputs are assumed checked. Works in log space: ``log_softmax`` then a masked log-sum-exp over
+    each voxel's candidate set (:func:`masked_logsumexp`); every set holds its target, so no set is
+    empty.
 
     Args:
         logits: ``(B, C, *spatial)`` float32 raw scores.
@@ -42,14 +59,11 @@ def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: to
         ``(B, *spatial)`` float32, the loss of each voxel (>= 0).
     """
     batch, num_classes, *spatial = logits.shape
-    flat_target = target.reshape(batch, -1)  # (B, N)
-    # Row index of each voxel into the (B*C, C) stack of candidate rows: no (B, C, C, N) tensor.
-    rows = flat_target + torch.arange(batch, device=target.device).unsqueeze(1) * num_classes
-    voxel_sets = candidates.reshape(batch * num_classes, num_classes)[rows]  # (B, N, C)
-    voxel_sets = voxel_sets.transpose(1, 2).reshape(batch, num_classes, *spatial)  # (B, C, *spatial)
+    flat_target = target.reshape(batch, 1, -1).expand(batch, num_classes, -1)  # (B, C, N)
+    # sets[b, j, v] = candidates[b, target[b, v], j]: a row gather, no (B, C, C, N) tensor.
+    sets = torch.gather(candidates.transpose(1, 2), 2, flat_target).reshape(batch, num_classes, *spatial)
     log_prob = torch.log_softmax(logits, dim=1)
-    masked = log_prob.masked_fill(~voxel_sets, torch.finfo(log_prob.dtype).min)
-    return -torch.logsumexp(masked, dim=1)
+    return -masked_logsumexp(log_prob, sets, dim=1)
 
 
 def marginal_cross_entropy(

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from loss_reference import ace_ref, ce_ref, random_batch, softmax64
+from losses.loss_reference import ace_ref, ce_ref, random_batch, softmax64
 
 from ACELib.losses import adaptive_cross_entropy, cross_entropy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from loss_reference import dice_ref, random_batch
+from losses.loss_reference import dice_ref, random_batch
 
 from ACELib.losses import marginal_dice_loss, soft_dice_loss
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ACELib.losses import (
+    ace_candidates,
     adaptive_cross_entropy,
     cross_entropy,
     marginal_cross_entropy,
@@ -143,3 +144,15 @@ def test_annotated_background_column_is_always_treated_as_annotated():
     b = adaptive_cross_entropy(inputs["logits"], inputs["target"], inputs["annotated"], reduction="none")
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not bool(annotated[:, 0].any())  # the caller's mask is not modified
+
+
+@pytest.mark.parametrize(
+    "label_set, present, match",
+    [
+        ("patches", None, r"label_set must be one of \('dataset', 'patch'\), got 'patches'"),
+        ("patch", None, r"present must be a \(B, C\) bool tensor for label_set='patch', got None"),
+    ],
+)
+def test_ace_candidates_rejects_bad_options(label_set, present, match):
+    with pytest.raises(ValueError, match=match):
+        ace_candidates(_good()["annotated"], label_set, present)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from loss_reference import random_batch
+from losses.loss_reference import random_batch
 
 from ACELib.losses import LOSSES, ace_candidates, adaptive_cross_entropy, build_loss
 

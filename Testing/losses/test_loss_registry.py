@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from loss_reference import random_batch
+from losses.loss_reference import random_batch
 
 from ACELib.losses import (
     LOSSES,

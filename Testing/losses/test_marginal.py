@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from loss_reference import marginal_ref, random_batch
+from losses.loss_reference import marginal_ref, random_batch
 
 from ACELib.labels import Task, annotated_mask, candidate_table
 from ACELib.losses import ace_candidates, adaptive_cross_entropy, cross_entropy, marginal_cross_entropy
+from ACELib.losses.marginal import masked_logsumexp
 
 SHAPES = [(2, 5, 3, 4, 5), (3, 4, 7), (1, 3, 2, 3, 2, 3)]
 
@@ -90,3 +91,19 @@ def test_widening_changes_the_loss_only_at_widened_voxels(wmh_task_dict, dataset
     torch.testing.assert_close((loss_plain - loss_widened)[at_widened].double(), drop, rtol=1e-4, atol=1e-5)
     assert bool((loss_widened[at_widened] < loss_plain[at_widened]).all())
 
+
+
+@pytest.mark.parametrize("scale", [1.0, 50.0, 1e4])
+def test_masked_logsumexp_matches_float64_and_ignores_excluded_entries(scale):
+    gen = torch.Generator().manual_seed(int(scale))
+    x = (scale * torch.randn(4, 6, 9, generator=gen)).requires_grad_(True)
+    mask = torch.rand(4, 6, 9, generator=gen) < 0.5
+    mask[:, 2] = True  # every slice keeps at least one entry
+    got = masked_logsumexp(x, mask, dim=1)
+    want = torch.logsumexp(x.detach().double().masked_fill(~mask, float("-inf")), dim=1)
+    torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-5)
+    got.sum().backward()
+    assert bool(torch.isfinite(x.grad).all())
+    assert bool((x.grad[~mask] == 0).all())
+    want_grad = torch.softmax(x.detach().double().masked_fill(~mask, float("-inf")), dim=1)
+    torch.testing.assert_close(x.grad.double(), want_grad, rtol=1e-5, atol=1e-6)
