@@ -36,6 +36,15 @@ def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     Value and gradient stay finite for any finite ``x`` (excluded entries get exactly zero gradient,
     no ``-inf * 0``): the peak is taken over the kept entries, terms are clamped to
     ``[_LOG_TERM_FLOOR, 0]`` relative to it before ``exp`` and excluded ones are then zeroed.
+    Inputs are not checked (an internal building block).
+
+    Args:
+        x: floating tensor of any shape.
+        mask: bool tensor of ``x``'s shape, True for the entries to sum.
+        dim: the axis to reduce.
+
+    Returns:
+        ``x``'s shape without ``dim``.
     """
     peak = x.detach().masked_fill(~mask, torch.finfo(x.dtype).min).amax(dim, keepdim=True)
     terms = torch.exp((x - peak).clamp(_LOG_TERM_FLOOR, 0.0))
@@ -56,7 +65,7 @@ def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: to
         candidates: ``(B, C, C)`` bool, row ``t`` of sample ``b`` = candidate set of target ``t``.
 
     Returns:
-        ``(B, *spatial)`` float32, the loss of each voxel (>= 0).
+        ``(B, *spatial)`` float32, the loss of each voxel.
     """
     batch, num_classes, *spatial = logits.shape
     flat_target = target.reshape(batch, 1, -1).expand(batch, num_classes, -1)  # (B, C, N)
