@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ACELib.cli.progress import ProgressBar
 from ACELib.inference import (
-    DEFAULT_WINDOW,
+    DEFAULT_WINDOW_VOXELS,
     CaseInput,
     cases_in_folder,
     load_model,
@@ -35,8 +35,11 @@ def add_arguments(p) -> None:
                    "order for --images, dataset.json for --input)")
     p.add_argument("--probabilities", action="store_true", help="also write one probability map per label")
     p.add_argument("--device", default="auto", help=f"one of {list(DEVICE_CHOICES)} or cuda:N (default auto)")
-    p.add_argument("--window", type=int, nargs=3, default=list(DEFAULT_WINDOW), help="sliding window (voxels)")
-    p.add_argument("--overlap", type=float, default=0.25, help="window overlap fraction (default 0.25)")
+    p.add_argument("--window", type=int, nargs=3, metavar=("D", "H", "W"),
+                   help="sliding window in voxels (default: planned from --window-voxels)")
+    p.add_argument("--window-voxels", type=int, default=DEFAULT_WINDOW_VOXELS,
+                   help=f"largest window when planned automatically (default {DEFAULT_WINDOW_VOXELS}); lower it to save memory")
+    p.add_argument("--overlap", type=float, default=0.25, help="overlap fraction with an explicit --window (default 0.25)")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true", help="(folders) keep existing outputs, segment the rest")
@@ -45,7 +48,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     model = load_model(args.model, device=args.device, expected_sha256=args.sha256)
-    kw = {"window": tuple(args.window), "overlap": args.overlap, "batch_size": args.batch_size}
+    kw = {"window": tuple(args.window) if args.window else None, "overlap": args.overlap,
+          "batch_size": args.batch_size, "window_voxels": args.window_voxels}
     if args.images:
         names = tuple(args.modalities) if args.modalities else model.modalities
         case = CaseInput(Path(args.images[0]).name, tuple(Path(p) for p in args.images), names)

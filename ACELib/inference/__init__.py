@@ -1,7 +1,7 @@
 """Inference: the model file, whole-volume sliding-window prediction, case and folder prediction."""
 
 from ACELib.inference.device import resolve_device
-from ACELib.inference.model import DEFAULT_WINDOW, JointModel, Prediction, load_model
+from ACELib.inference.model import DEFAULT_WINDOW_VOXELS, JointModel, Prediction, load_model
 from ACELib.inference.model_file import (
     MemberSpec,
     ModelMetadata,
@@ -14,7 +14,7 @@ from ACELib.inference.predict import CaseInput, cases_in_folder, predict_case, p
 from ACELib.inference.sliding_window import Cancelled, sliding_window_logits
 
 __all__ = [
-    "DEFAULT_WINDOW",
+    "DEFAULT_WINDOW_VOXELS",
     "Cancelled",
     "CaseInput",
     "JointModel",

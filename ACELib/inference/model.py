@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.inference.fast import optimize_for_inference, plan_window
 from ACELib.inference.model_file import ModelMetadata, read_model_file, save_model
 from ACELib.inference.sliding_window import Progress, sliding_window_logits
 from ACELib.io.image import Geometry, resample_like
@@ -19,7 +20,7 @@ from ACELib.networks import fuse_label_maps
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW = (128, 128, 128)
+DEFAULT_WINDOW_VOXELS = 160 ** 3
 
 
 @dataclass
@@ -42,6 +43,7 @@ class JointModel:
         self.metadata = metadata
         self.networks = [n.eval() for n in networks]
         self.device = torch.device("cpu")
+        self._fast: list[torch.nn.Module] | None = None  # folded, channels-last copies for inference
         self.to(device)
 
     @property
@@ -55,7 +57,14 @@ class JointModel:
     def to(self, device: str | torch.device) -> JointModel:
         self.device = resolve_device(device)
         self.networks = [n.to(self.device) for n in self.networks]
+        self._fast = None
         return self
+
+    def fast_networks(self) -> list[torch.nn.Module]:
+        """Inference copies of the networks (batch norm folded, channels-last), built once per device."""
+        if self._fast is None:
+            self._fast = [optimize_for_inference(n, self.device) for n in self.networks]
+        return self._fast
 
     def save(self, path: str | os.PathLike):
         """Write the model file (weights are copied to the CPU; the model stays where it is)."""
@@ -63,7 +72,8 @@ class JointModel:
 
     # ------------------------------------------------------------------ inference
     def predict(self, image: np.ndarray, spacing: Sequence[float] | None = None, *,
-                window: Sequence[int] = DEFAULT_WINDOW, overlap: float = 0.25, batch_size: int = 1,
+                window: Sequence[int] | None = None, overlap: float = 0.25, batch_size: int = 1,
+                window_voxels: int = DEFAULT_WINDOW_VOXELS,
                 amp: bool | None = None, return_probabilities: bool = False,
                 progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Prediction:
         """Segment one volume.
@@ -71,7 +81,9 @@ class JointModel:
         Args:
             image: ``(C, D, H, W)`` in the order of :attr:`modalities`, raw intensities.
             spacing: voxel spacing ``(x, y, z)`` in mm; needed when the model resamples.
-            window, overlap, batch_size: sliding-window settings.
+            window: sliding window (D, H, W); None plans the fewest, largest windows within
+                ``window_voxels`` that overlap by a margin (``overlap`` is then not used).
+            overlap, batch_size: sliding-window settings for an explicit ``window``.
             amp: mixed precision (default: on for CUDA).
             return_probabilities: also return softmax maps (single models only).
             progress: ``progress(done, total, message)``; cancel: returns True to stop.
@@ -95,9 +107,11 @@ class JointModel:
         x = torch.from_numpy(work).to(self.device)
         use_amp = (self.device.type == "cuda") if amp is None else amp
         dtype = autocast_dtype(self.device) if use_amp else None
+        if window is None:
+            window, overlap = plan_window(work.shape[1:], window_voxels), 0.0
         joint_maps, probs = [], None
         n = len(self.networks)
-        for i, (net, member) in enumerate(zip(self.networks, self.metadata.members)):
+        for i, (net, member) in enumerate(zip(self.fast_networks(), self.metadata.members)):
             chans = [self.modalities.index(m) for m in member.modalities]
             sub_progress = None
             if progress is not None:
@@ -105,8 +119,8 @@ class JointModel:
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
             def run(batch, net=net):
-                with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                    return net(batch)
+                with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                    return net(batch.contiguous(memory_format=torch.channels_last_3d))
 
             logits = sliding_window_logits(run, x[chans], len(member.classes), window, overlap, batch_size,
                                            progress=sub_progress, cancel=cancel)
