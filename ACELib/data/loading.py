@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ class LoadedCase:
         image: ``(C, D, H, W)`` float32, normalised, channels in the requested modality order.
         target: ``(D, H, W)`` uint8 joint label indices.
         class_voxels: joint index -> flat voxel indices (int64) of that class (subsampled).
+        pad_values: ``(C,)`` float32, each channel's minimum: the value patches are padded with
+            outside the volume (computed from ``image`` when None).
     """
 
     name: str
@@ -33,6 +36,11 @@ class LoadedCase:
     target: np.ndarray
     geometry: Geometry
     class_voxels: dict[int, np.ndarray] = field(default_factory=dict)
+    pad_values: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.pad_values is None:
+            self.pad_values = self.image.reshape(self.image.shape[0], -1).min(axis=1).astype(np.float32)
 
 
 @dataclass
@@ -95,13 +103,18 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
 
 def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
                   datasets: Sequence[DatasetSpec] | None = None, seed: int = 0,
-                  progress: Progress | None = None) -> list[LoadedDataset]:
+                  progress: Progress | None = None, cache_dir: str | os.PathLike | None = None
+                  ) -> list[LoadedDataset]:
     """Load every case of ``datasets`` (default: the task's training datasets).
 
     Args:
         modalities: for each dataset, the modalities to load, in order (the single model passes the
             task's common modalities; a Multi-UNet member its dataset's own).
+        cache_dir: keep preprocessed cases in this folder and memory-map them instead of holding
+            them in RAM (see :mod:`ACELib.data.cache`); built on first use, reused while valid.
     """
+    if cache_dir is not None:
+        from ACELib.data.cache import cached_case
     datasets = list(datasets if datasets is not None else task.train_datasets)
     rng = np.random.default_rng(seed)
     listed = []
@@ -113,14 +126,22 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
     for ds, cases in listed:
         mods = tuple(modalities(ds))
         chans = channel_indices(ds, mods)
-        loaded = []
+        loaded, built = [], 0
         for case in cases:
-            loaded.append(load_case(task, ds, case, chans, prep, rng))
+            if cache_dir is None:
+                loaded.append(load_case(task, ds, case, chans, prep, rng))
+            else:
+                entry, fresh = cached_case(task, ds, case, mods, prep, cache_dir)
+                loaded.append(entry)
+                built += fresh
             done += 1
             if progress:
                 progress(done, total, f"loading {ds.name}/{case.name}")
         out.append(LoadedDataset(ds, mods, annotated_mask(task, ds), candidate_table(task, ds), loaded))
         log.info("dataset %s: %d cases, classes %s", ds.name, len(loaded), out[-1].classes)
+        if cache_dir is not None:
+            log.info("dataset %s: cache in %s, %d entries built, %d reused", ds.name, cache_dir, built,
+                     len(loaded) - built)
     return out
 
 

@@ -5,6 +5,9 @@ with equal probability, then a case containing that class, then a voxel of that 
 centred on that voxel and padded where it crosses the volume border (images with the channel's
 minimum, labels with background). Randomness is drawn from one seeded ``numpy`` generator, so a
 sampler with the same seed yields the same batches, and its state can be saved and restored.
+
+:class:`SamplerStream` runs samplers in ``torch.utils.data.DataLoader`` worker processes, one
+generator per worker, seeded by :func:`stream_seed` from (seed, rank, worker).
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Batch:
         return Batch(*(t.to(device, non_blocking=True) for t in
                        (self.image, self.target, self.annotated, self.candidates, self.dataset)))
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copy (called by a ``DataLoader`` with ``pin_memory=True``)."""
+        return Batch(*(t.pin_memory() for t in
+                       (self.image, self.target, self.annotated, self.candidates, self.dataset)))
+
 
 def extract_patch(case: LoadedCase, center: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Patch of ``size`` (D, H, W) centred on ``center``, padded outside the volume.
@@ -56,7 +64,7 @@ def extract_patch(case: LoadedCase, center: Sequence[int], size: Sequence[int]) 
         src.append(slice(lo, hi))
         dst.append(slice(lo - st, hi - st))
     out_img = np.empty((img.shape[0], *size), dtype=np.float32)
-    out_img[:] = img.reshape(img.shape[0], -1).min(axis=1)[:, None, None, None]
+    out_img[:] = np.asarray(case.pad_values, dtype=np.float32)[:, None, None, None]
     out_tgt = np.zeros(tuple(size), dtype=np.uint8)
     out_img[(slice(None), *dst)] = img[(slice(None), *src)]
     out_tgt[tuple(dst)] = tgt[tuple(src)]
@@ -132,9 +140,80 @@ class BalancedSampler:
         while True:
             yield self.sample()
 
+    def skip(self, batches: int) -> None:
+        """Advance the generator past ``batches`` batches without extracting their patches."""
+        for _ in range(int(batches) * self.batch_size):
+            self.draw()
+
     def get_state(self) -> dict:
         """The generator state (JSON-serialisable), to resume the same stream of batches."""
         return self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+
+def stream_seed(seed: int, rank: int = 0, worker: int = 0, restart: int = 0) -> int:
+    """Seed of one sampling stream, derived from ``(seed, rank, worker, restart)`` by numpy's
+    ``SeedSequence`` (statistically independent streams for different tuples).
+
+    Args:
+        seed: the run's seed (>= 0).
+        rank: the process's rank in a distributed run.
+        worker: 0 for the in-process sampler, ``1 + id`` for DataLoader worker ``id``.
+        restart: 0, or ``1 + step`` for streams restarted at ``step`` (a resume that cannot continue
+            the saved streams exactly).
+    """
+    for name, v in (("seed", seed), ("rank", rank), ("worker", worker), ("restart", restart)):
+        if int(v) < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+    words = np.random.SeedSequence([int(seed), int(rank), int(worker), int(restart)]).generate_state(2, np.uint32)
+    return int(words[0]) << 32 | int(words[1])
+
+
+class SamplerStream(torch.utils.data.IterableDataset):
+    """Endless balanced batches for ``DataLoader(stream, batch_size=None, num_workers=N)``.
+
+    Each worker ``w`` of ``N`` runs its own :class:`BalancedSampler` seeded with
+    ``stream_seed(seed, rank, 1 + w)``; the loader hands out batches round-robin (batch ``i`` comes
+    from worker ``i % N``), so the stream of batches depends only on (seed, rank, N). In a stream
+    opened at ``start_step``, each worker skips the draws of the batches its stream made for steps
+    before it, so a resumed run continues the same stream (same N required). With ``restart=True`` the
+    workers start fresh streams seeded with ``restart = 1 + start_step`` instead.
+
+    Args:
+        datasets, patch_size, batch_size: as for :class:`BalancedSampler`.
+        seed, rank: see :func:`stream_seed`.
+        start_step: batches already consumed by the run.
+    """
+
+    def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
+                 seed: int = 0, rank: int = 0, start_step: int = 0, restart: bool = False):
+        super().__init__()
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        BalancedSampler(datasets, patch_size, batch_size, seed=0)  # check the arguments up front
+        self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
+        self.seed, self.rank, self.start_step, self.restart = seed, rank, start_step, restart
+
+    def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
+        """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
+
+        A loader hands out its first batch from worker 0, so worker ``w`` of a loader opened at
+        ``start_step`` plays the stream of worker ``(w + start_step) % num_workers`` of the run.
+        """
+        if self.restart:
+            return BalancedSampler(self.datasets, self.patch_size, self.batch_size,
+                                   seed=stream_seed(self.seed, self.rank, 1 + worker, self.start_step + 1))
+        role = (worker + self.start_step) % num_workers
+        sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
+                                  seed=stream_seed(self.seed, self.rank, 1 + role))
+        sampler.skip(len(range(role, self.start_step, num_workers)))
+        return sampler
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            torch.set_num_threads(1)
+        yield from self.worker_sampler(worker, num_workers)
