@@ -82,3 +82,39 @@ def defaultRunsRoot() -> Path:
         return settings / "ACESegmentation" / "runs"
     except (ImportError, AttributeError):
         return Path.home() / ".ace-segmentation" / "runs"
+
+
+def readModelInfo(path: str | os.PathLike) -> dict:
+    """The metadata of a model file (labels, modalities...) read from its header, without torch.
+
+    Returns:
+        The ``ace_model`` JSON document (see ``ACELib.inference.model_file``): at least ``labels``
+        (``[{"name", "value", "color"}]``) and ``modalities``.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not an ACE Segmentation model file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length <= 0 or length > 100 * 1024 * 1024:
+            raise ValueError(f"{str(path)!r} is not a safetensors model file")
+        try:
+            header = json.loads(f.read(length))
+            info = json.loads(header["__metadata__"]["ace_model"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{str(path)!r} is not an ACE Segmentation model file (no model metadata)") from None
+    if not isinstance(info, dict) or "labels" not in info or "modalities" not in info:
+        raise ValueError(f"{str(path)!r}: the model metadata lacks 'labels' or 'modalities'")
+    return info
+
+
+def jointLabelsOf(info: dict):
+    """The joint labels (``ACELib.labels.JointLabel``) described by :func:`readModelInfo`'s result."""
+    from ACELib.labels import JointLabel
+
+    return tuple(JointLabel(str(e["name"]), int(e["value"]), tuple(int(e["color"][i:i + 2], 16) for i in (1, 3, 5)))
+                 for e in info["labels"])

@@ -1,0 +1,82 @@
+"""The Slicer extension's CMake files: metadata, and every Python file of ACELib and of the module listed.
+
+Slicer copies only the files listed in CMake; a file missing there works from a source checkout and
+breaks the built extension. These tests name the exact lines to add.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "ACESegmentation"
+
+
+def cmakeList(text: str, name: str) -> list[str]:
+    """Entries of ``set(name ...)`` in a CMake file (comments dropped, ``${MODULE_NAME}`` expanded)."""
+    module = re.search(r"set\(MODULE_NAME\s+(\S+)\)", text)
+    match = re.search(rf"set\({name}\s+(.*?)\)", re.sub(r"#[^\n]*", "", text), re.DOTALL)
+    if match is None:
+        raise AssertionError(f"no set({name} ...) in the CMake file")
+    entries = match.group(1).split()
+    return [e.replace("${MODULE_NAME}", module.group(1) if module else "${MODULE_NAME}") for e in entries]
+
+
+def pythonFiles(folder: Path, relativeTo: Path) -> set[str]:
+    return {p.relative_to(relativeTo).as_posix() for p in folder.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def moduleCMake() -> str:
+    return (MODULE / "CMakeLists.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def topCMake() -> str:
+    return (REPO / "CMakeLists.txt").read_text()
+
+
+@pytest.mark.parametrize(("listName", "folder", "root"), [
+    ("ACELIB_PYTHON_SCRIPTS", REPO / "ACELib", REPO),
+    ("MODULE_PYTHON_SCRIPTS", MODULE, MODULE),
+], ids=["ACELib", "module"])
+def test_every_python_file_is_listed(moduleCMake, listName, folder, root):
+    listed = set(cmakeList(moduleCMake, listName))
+    onDisk = pythonFiles(folder, root)
+    missing = sorted(onDisk - listed)
+    stale = sorted(listed - onDisk)
+    assert not missing, (f"add to set({listName} ...) in ACESegmentation/CMakeLists.txt:\n  "
+                         + "\n  ".join(missing))
+    assert not stale, f"remove from set({listName} ...) (no such file):\n  " + "\n  ".join(stale)
+
+
+@pytest.mark.parametrize(("listName", "root"), [("MODULE_PYTHON_RESOURCES", MODULE), ("ACE_SHARED_RESOURCES", REPO)])
+def test_resources_exist(moduleCMake, listName, root):
+    entries = cmakeList(moduleCMake, listName)
+    assert entries
+    assert [e for e in entries if not (root / e).is_file()] == []
+
+
+def test_module_build_and_tests(moduleCMake):
+    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*?\)", moduleCMake, re.DOTALL)
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in moduleCMake
+
+
+METADATA = ["EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+            "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"]
+
+
+def test_extension_metadata(topCMake):
+    values = {k: v.strip().strip('"') for k, v in re.findall(r"set\((EXTENSION_\w+)\s+(.*?)\)\n", topCMake)}
+    assert [k for k in METADATA if not values.get(k)] == []
+    assert values["EXTENSION_CATEGORY"] == "Segmentation"
+    assert values["EXTENSION_DEPENDS"] == "PyTorch"
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):  # served from the repository: must exist
+        path = values[key].split("/raw/main/", 1)[1]
+        assert (REPO / path).is_file(), f"{key} points to {path}, which is not in the repository"
+    for line in ("add_subdirectory(ACESegmentation)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                 "include(${Slicer_EXTENSION_CPACK})", "find_package(Slicer REQUIRED)"):
+        assert line in topCMake
