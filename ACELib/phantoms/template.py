@@ -14,9 +14,11 @@ arrays are indexed ``[i, j, k]`` with a RAS affine; the project uses ``[z, y, x]
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -107,37 +109,68 @@ def nifti_to_itk(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, Geo
     return np.ascontiguousarray(np.transpose(array, (2, 1, 0))), geometry
 
 
+_MISSING_NILEARN = (
+    "the phantoms need the MNI ICBM152 template shipped with nilearn, which is not installed: "
+    "pip install ace-segmentation[bench]  (or: pip install nilearn)"
+)
+_NILEARN_FILES = {  # inside nilearn/datasets/data/ (nilearn >= 0.8)
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
 def _nilearn_datasets():
     try:
         from nilearn import datasets
     except ImportError as exc:
-        raise ImportError(
-            "the phantoms need the MNI ICBM152 template shipped with nilearn, which is not installed: "
-            "pip install ace-segmentation[bench]  (or: pip install nilearn)"
-        ) from exc
+        raise ImportError(_MISSING_NILEARN) from exc
     return datasets
+
+
+def _read_mni_maps() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The template's T1, GM and WM maps as ``(I, J, K)`` float32 arrays in 0..1 with their RAS affines.
+
+    The files are read with nibabel from nilearn's package folder, which avoids importing nilearn
+    (seconds); nilearn's own loaders are the fallback should the files move.
+
+    Raises:
+        ImportError: nilearn is not installed.
+    """
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(_MISSING_NILEARN)
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    paths = {name: folder / file for name, file in _NILEARN_FILES.items()}
+    if all(p.is_file() for p in paths.values()):
+        import nibabel as nib
+
+        images = {name: nib.load(str(p)) for name, p in paths.items()}
+    else:
+        datasets = _nilearn_datasets()
+        images = {"t1": datasets.load_mni152_template(resolution=1),
+                  "gm": datasets.load_mni152_gm_template(resolution=1),
+                  "wm": datasets.load_mni152_wm_template(resolution=1)}
+    maps = {}
+    for name, img in images.items():
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        maps[name] = (data / max(float(data.max()), 1e-12), np.asarray(img.affine))  # 0..1, as nilearn does
+    return maps
 
 
 @functools.lru_cache(maxsize=1)
 def _load_mni_1mm() -> tuple[np.ndarray, np.ndarray, Geometry]:
     """Tissue fractions ``(4, D, H, W)`` and ventricle mask of the template at its native 1 mm."""
-    datasets = _nilearn_datasets()
-    t1_img = datasets.load_mni152_template(resolution=1)
     maps = {}
     geometry = None
-    for name, img in (
-        ("t1", t1_img),
-        ("gm", datasets.load_mni152_gm_template(resolution=1)),
-        ("wm", datasets.load_mni152_wm_template(resolution=1)),
-    ):
-        arr, geom = nifti_to_itk(np.asarray(img.get_fdata(dtype=np.float32)), img.affine)
+    for name, (data, affine) in _read_mni_maps().items():
+        arr, geom = nifti_to_itk(data, affine)
         if geometry is not None and geometry.differences(geom):
-            raise ValueError(f"nilearn's MNI152 {name} map is not on the T1 grid: {geometry.differences(geom)}")
+            raise ValueError(f"the MNI152 {name} map is not on the T1 grid: {geometry.differences(geom)}")
         geometry = geom
         maps[name] = np.clip(arr, 0.0, 1.0)
     gm, wm = maps["gm"], maps["wm"]
-    total = gm + wm
-    over = np.maximum(total, 1.0)
+    over = np.maximum(gm + wm, 1.0)
     gm, wm = gm / over, wm / over
     brain = np.maximum((maps["t1"] > _MASK_THRESHOLD).astype(np.float32), gm + wm)
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
@@ -156,14 +189,28 @@ def _ventricle_mask(csf: np.ndarray, geometry: Geometry) -> np.ndarray:
         m = to_ras[axis]
         coord = m[0] * x[None, None, :] + m[1] * y[None, :, None] + m[2] * z[:, None, None] + m[3]
         box &= (coord > lo) & (coord < hi)
-    candidates = ((csf > 0.5) & box).astype(np.uint8)
-    comps = sitk.RelabelComponent(sitk.ConnectedComponent(to_sitk(candidates, geometry)))
-    comps = sitk.GetArrayFromImage(comps)
-    sizes = np.bincount(comps.reshape(-1))
-    if len(sizes) < 2:
+    candidates = (csf > 0.5) & box
+    region = _bounding_box(candidates)
+    if region is None:
         raise ValueError("no ventricle found in the MNI152 template (unexpected template content)")
+    comps = sitk.ConnectedComponent(sitk.GetImageFromArray(candidates[region].astype(np.uint8)))
+    comps = sitk.GetArrayFromImage(sitk.RelabelComponent(comps))
+    sizes = np.bincount(comps.reshape(-1))
     keep = np.flatnonzero(sizes[1:] >= 0.05 * sizes[1]) + 1
-    return np.isin(comps, keep).astype(np.float32)
+    out = np.zeros(csf.shape, dtype=np.float32)
+    out[region] = np.isin(comps, keep)
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box holding every True voxel of a 3D mask (None when empty)."""
+    out = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        out.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(out)  # type: ignore[return-value]
 
 
 def phantom_grid(spacing: float, margin_mm: float = 4.0, multiple: int = 8) -> Geometry:
@@ -180,8 +227,8 @@ def phantom_grid(spacing: float, margin_mm: float = 4.0, multiple: int = 8) -> G
     """
     _check_grid_args(spacing, margin_mm, multiple)
     fractions, _, geometry = _load_mni_1mm()
-    brain = np.argwhere(fractions[0] < 0.5)[:, ::-1].T.astype(np.float64)  # (x, y, z) indices
-    corners = np.array([brain.min(axis=1), brain.max(axis=1)])
+    box = _bounding_box(fractions[0] < 0.5)
+    corners = np.array([[sl.start for sl in box], [sl.stop - 1 for sl in box]], dtype=np.float64)[:, ::-1]
     to_lps = geometry.index_to_physical()
     pts = np.array([[corners[a][0], corners[b][1], corners[c][2], 1.0]
                     for a in (0, 1) for b in (0, 1) for c in (0, 1)])
@@ -225,10 +272,14 @@ def load_template(spacing: float = 3.0, margin_mm: float = 4.0, multiple: int = 
     spacing = float(spacing)
     fractions, ventricles, source = _load_mni_1mm()
     target = phantom_grid(spacing, margin_mm, multiple)
-    sigma = 0.4 * math.sqrt(max(spacing**2 - min(source.spacing) ** 2, 0.0))
+    # average blocks of f^3 voxels first (exact partial volumes, and far less to smooth), f <= spacing / 1.5
+    factor = max(1, int(spacing / (1.5 * max(source.spacing))))
+    maps = [_block_mean(arr, factor) for arr in (*fractions[1:], ventricles)]
+    source = _block_geometry(source, factor, maps[0].shape)
+    sigma = 0.4 * math.sqrt(max(spacing**2 - max(source.spacing) ** 2, 0.0))
     ref = target.apply_to(sitk.Image([int(s) for s in target.size], sitk.sitkFloat32))
     out = []
-    for arr in (*fractions[1:], ventricles):
+    for arr in maps:
         img = to_sitk(arr, source)
         if sigma > 0:
             img = sitk.SmoothingRecursiveGaussian(img, sigma)
@@ -243,3 +294,27 @@ def load_template(spacing: float = 3.0, margin_mm: float = 4.0, multiple: int = 
     vent.flags.writeable = False
     log.info("phantom template: %s voxels of %.2g mm", target.size, spacing)
     return Template(fractions_t, vent, target)
+
+
+def _block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over non-overlapping ``factor^3`` blocks (the incomplete blocks at the far ends are dropped)."""
+    if factor == 1:
+        return array
+    d, h, w = (n // factor for n in array.shape)
+    blocks = array[: d * factor, : h * factor, : w * factor].reshape(d, factor, h, factor, w, factor)
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_geometry(geometry: Geometry, factor: int, shape: tuple[int, int, int]) -> Geometry:
+    """Geometry of :func:`_block_mean`'s output: voxel ``i`` is the centre of source voxels
+    ``factor * i .. factor * i + factor - 1``."""
+    if factor == 1:
+        return geometry
+    to_lps = geometry.index_to_physical()
+    origin = to_lps @ np.array([(factor - 1) / 2.0] * 3 + [1.0])
+    return Geometry(
+        size=(shape[2], shape[1], shape[0]),
+        spacing=tuple(float(s * factor) for s in geometry.spacing),
+        origin=tuple(float(o) for o in origin[:3]),
+        direction=geometry.direction,
+    )
