@@ -149,7 +149,7 @@ def tumour_core(rng: np.random.Generator, anatomy: Anatomy, centre_mm: Sequence[
     axes = radius_mm * rng.uniform(0.75, 1.25, 3)
     rho = np.sqrt(((x - centre_mm[0]) / axes[0]) ** 2 + ((y - centre_mm[1]) / axes[1]) ** 2
                   + ((z - centre_mm[2]) / axes[2]) ** 2)
-    rho = rho + 0.15 * smooth_noise(rng, geom, max(radius_mm / 2.0, 2.0 * geom.spacing[0]))
+    rho = rho + 0.25 * smooth_noise(rng, geom, max(radius_mm / 2.0, 2.0 * geom.spacing[0]))
     brain = anatomy.tissue > 0
     core = (rho < 1.0) & brain
     centre_idx = _index(geom, centre_mm)

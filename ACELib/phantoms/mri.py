@@ -122,7 +122,7 @@ def synthesize(fractions: np.ndarray, geometry: Geometry, scanner: Scanner, moda
             subject's, shared by its modalities); drawn from ``rng`` when None.
 
     Returns:
-        ``(D, H, W)`` float32, non-negative.
+        ``(D, H, W)`` float32, non-negative whole numbers (scanner units).
 
     Raises:
         ValueError: unknown modality or fractions of the wrong shape.
@@ -133,7 +133,8 @@ def synthesize(fractions: np.ndarray, geometry: Geometry, scanner: Scanner, moda
         raise ValueError(f"fractions must be {(len(CLASSES), *geometry.shape)}, got {fractions.shape}")
     means = np.asarray(scanner.contrast[modality]) * np.exp(rng.normal(0.0, scanner.jitter, len(CLASSES)))
     means[0] = 0.0
-    image = np.tensordot(means.astype(np.float32), fractions, axes=1)
+    present = [c for c in range(len(CLASSES)) if means[c] != 0 and fractions[c].any()]
+    image = np.tensordot(means[present].astype(np.float32), fractions[present], axes=1)
     if texture is None:
         texture = smooth_noise(rng, geometry, max(3.0, 2.0 * geometry.spacing[0]))
     image *= 1.0 + 0.03 * texture
@@ -145,7 +146,8 @@ def synthesize(fractions: np.ndarray, geometry: Geometry, scanner: Scanner, moda
     sigma = scanner.noise * float(means[CLASSES.index("WM")])
     real = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
     imag = sigma * rng.standard_normal(image.shape, dtype=np.float32)
-    return (scanner.gain * np.sqrt(real**2 + imag**2)).astype(np.float32)
+    # scanners store integers: whole numbers also compress far better than float noise
+    return np.rint(scanner.gain * np.sqrt(real**2 + imag**2)).astype(np.float32)
 
 
 def thick_slices(image: np.ndarray, geometry: Geometry, thickness_mm: float) -> np.ndarray:

@@ -91,7 +91,7 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
         if load < 0:
             raise ValueError(f"wmh_load_ml must be >= 0, got {load}")
         if ventricle_enlargement_mm is None:
-            ventricle_enlargement_mm = float(rng.uniform(0.3, 0.8) * np.log1p(load) + rng.uniform(0.0, 1.0))
+            ventricle_enlargement_mm = float(rng.uniform(0.4, 0.9) * np.log1p(load) + rng.uniform(0.0, 1.0))
     if ventricle_enlargement_mm is None:
         ventricle_enlargement_mm = float(rng.uniform(0.0, 2.0))
     info["ventricle_enlargement_mm"] = ventricle_enlargement_mm
@@ -118,7 +118,7 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
     if lesion == "tumor":
         necrotic = float(rng.uniform(0.3, 0.6)) if rng.random() < 0.6 else 0.0
         core, necrosis = tumour_core(rng, anatomy, centre, radius, necrosis_fraction=necrotic)
-        edema = edema_mask(rng, anatomy, core, extent_mm=float(rng.uniform(0.4, 1.5) * radius))
+        edema = edema_mask(rng, anatomy, core, extent_mm=float(rng.uniform(0.5, 2.0) * radius))
         fr = anatomy.fractions.copy()
         extra[1] = edema * (fr[GM] + fr[WM])
         fr[GM:] *= ~edema
