@@ -1,0 +1,251 @@
+"""The paper's two scenarios as phantom datasets: an anatomy dataset, a lesion dataset and a test set.
+
+``make_scenario("wmh", out)`` writes, under ``out``::
+
+    task.json                      the task file for ``ace train`` (joint labels, datasets, roles)
+    phantoms.json                  what was generated: seed, grid, scanners, per-case volumes
+    Dataset001_WMHAnatomy/         T1, FLAIR; labels CSF 1, GM 2, WM 3 (WMH present, labelled WM)
+    Dataset002_WMHLesion/          T1, FLAIR; labels WMH 1
+    Dataset003_WMHTest/            T1, FLAIR; joint labels CSF 1, GM 2, WM 3, WMH 4 (role "test")
+
+and for ``"tumor"``: ``Dataset011_TumorAnatomy`` (T1; tissue labels, healthy), ``Dataset012_TumorLesion``
+(T1, T1c, T2, FLAIR; edema 1, tumor 2) and ``Dataset013_TumorTest`` (the four modalities; joint labels
+CSF 1, GM 2, WM 3, edema 4, tumor 5). The tumour task's single-model modalities are ``["T1"]``, the
+only one common to its training datasets (the paper's Appendix B).
+
+Each dataset follows the nnU-Net raw layout (:mod:`ACELib.data.contract`); the test set's cases are in
+``imagesTr``/``labelsTr`` like the others, its role in the task file marks it as test data. Each dataset
+draws its own scanner (:func:`~ACELib.phantoms.mri.draw_scanner`), so the test set's intensities are
+shifted from the training sets' as in the paper's multi-domain remark. Everything is reproducible
+from ``seed``: a case depends only on the seed, scenario, dataset and case number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ACELib.data.contract import write_case, write_dataset_info
+from ACELib.io.atomic import atomic_write_text
+from ACELib.labels import DatasetSpec, JointLabel, Task, save_task
+from ACELib.phantoms.mri import draw_scanner
+from ACELib.phantoms.subject import LESION_VALUES, make_subject
+from ACELib.phantoms.template import load_template
+
+log = logging.getLogger(__name__)
+
+PROFILES = {"quick": 3.0, "full": 1.0}
+"""Voxel size (mm) of each profile: ``quick`` for CPU runs, ``full`` at the 1 mm of BrainWeb/MNI."""
+
+TASK_FILE = "task.json"
+RECORD_FILE = "phantoms.json"
+_TISSUE_LABELS = {"CSF": 1, "GM": 2, "WM": 3}
+_COLORS = {
+    "background": (0, 0, 0), "CSF": (70, 130, 180), "GM": (220, 180, 140), "WM": (245, 245, 245),
+    "WMH": (255, 50, 50), "edema": (80, 200, 80), "tumor": (230, 50, 30),
+}
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One dataset of a scenario.
+
+    Attributes:
+        name: dataset name in the task file (``anatomy``, ``lesion``, ``test``).
+        folder: dataset folder name (nnU-Net style ``DatasetXXX_Name``).
+        modalities: channels, in order.
+        labels: which label map is written: ``tissue``, ``lesion`` or ``joint``.
+        lesion: what the subjects carry (``none``, ``wmh``, ``tumor``).
+        lesion_probability: share of subjects that carry it.
+        wmh_load_ml: range of WMH volumes (drawn log-uniformly).
+        thick_slices: chance that the dataset's scanner acquires thick slices.
+    """
+
+    name: str
+    folder: str
+    modalities: tuple[str, ...]
+    labels: str
+    lesion: str = "none"
+    lesion_probability: float = 1.0
+    wmh_load_ml: tuple[float, float] = (0.5, 50.0)
+    thick_slices: float = 0.3
+
+    @property
+    def role(self) -> str:
+        return "test" if self.labels == "joint" else "train"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A scenario: joint label space, single-model modalities, default case counts, datasets."""
+
+    name: str
+    key: int
+    lesion_labels: tuple[str, ...]
+    modalities: tuple[str, ...]
+    counts: tuple[int, int, int]
+    datasets: tuple[DatasetPlan, DatasetPlan, DatasetPlan]
+
+    @property
+    def joint_labels(self) -> tuple[str, ...]:
+        return ("background", *_TISSUE_LABELS, *self.lesion_labels)
+
+
+_WMH_MODS = ("T1", "FLAIR")
+_TUMOR_MODS = ("T1", "T1c", "T2", "FLAIR")
+SCENARIOS = {
+    # MRBrainS13 (5 elderly subjects, tissue labels), WMH challenge (60, WMH labels), MRBrainS18 (7, joint)
+    "wmh": Scenario("wmh", 1, ("WMH",), _WMH_MODS, (5, 60, 7), (
+        DatasetPlan("anatomy", "Dataset001_WMHAnatomy", _WMH_MODS, "tissue", "wmh", 0.8, (0.2, 10.0), 0.5),
+        DatasetPlan("lesion", "Dataset002_WMHLesion", _WMH_MODS, "lesion", "wmh", 1.0, (0.5, 60.0), 0.5),
+        DatasetPlan("test", "Dataset003_WMHTest", _WMH_MODS, "joint", "wmh", 1.0, (0.5, 40.0), 0.5),
+    )),
+    # BrainWeb (15 healthy, T1), BRATS2012 simulated (50, four modalities), Tumorsim on BrainWeb (20, joint)
+    "tumor": Scenario("tumor", 2, ("edema", "tumor"), ("T1",), (15, 50, 20), (
+        DatasetPlan("anatomy", "Dataset011_TumorAnatomy", ("T1",), "tissue", "none", thick_slices=0.0),
+        DatasetPlan("lesion", "Dataset012_TumorLesion", _TUMOR_MODS, "lesion", "tumor", thick_slices=0.2),
+        DatasetPlan("test", "Dataset013_TumorTest", _TUMOR_MODS, "joint", "tumor", thick_slices=0.2),
+    )),
+}
+
+
+def get_scenario(name: str) -> Scenario:
+    """The scenario called ``name``; a typo is answered with the valid names."""
+    if name not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {sorted(SCENARIOS)}, got {name!r}")
+    return SCENARIOS[name]
+
+
+def scenario_task(name: str, root: str | os.PathLike = ".") -> Task:
+    """The task (joint labels, datasets, roles) of a scenario, its dataset paths relative to ``root``.
+
+    For the WMH anatomy dataset the task declares ``widen: {"WM": ["WMH"]}``: its subjects carry
+    WMH that are labelled as the white matter they sit in.
+    """
+    sc = get_scenario(name)
+    labels = tuple(JointLabel(n, i, _COLORS[n]) for i, n in enumerate(sc.joint_labels))
+    datasets = []
+    for plan in sc.datasets:
+        values = _dataset_label_values(sc, plan)
+        widen = {"WM": ("WMH",)} if plan.labels == "tissue" and plan.lesion == "wmh" else {}
+        datasets.append(DatasetSpec(
+            name=plan.name, path=plan.folder, modalities=plan.modalities,
+            labels={v: n for n, v in values.items()}, widen=widen, role=plan.role,
+        ))
+    return Task(name=sc.name, labels=labels, datasets=tuple(datasets), modalities=sc.modalities,
+                root=str(root)).validate()
+
+
+def _dataset_label_values(sc: Scenario, plan: DatasetPlan) -> dict[str, int]:
+    """Label name -> value written in the dataset's label maps (background excluded)."""
+    if plan.labels == "tissue":
+        return dict(_TISSUE_LABELS)
+    if plan.labels == "lesion":
+        return dict(LESION_VALUES[plan.lesion])
+    return {n: i for i, n in enumerate(sc.joint_labels) if i > 0}
+
+
+def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = False, spacing: float | None = None,
+                  counts: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
+                  progress: ProgressFn | None = None) -> Path:
+    """Generate a scenario's three datasets and its task file.
+
+    Args:
+        scenario: ``"wmh"`` or ``"tumor"``.
+        out_dir: output folder; created if missing. It must be empty unless ``overwrite``.
+        quick: 3 mm voxels (CPU-sized) instead of 1 mm.
+        spacing: voxel size in mm, overriding the profile (e.g. 8 for tiny test volumes).
+        counts: cases of the anatomy, lesion and test datasets; the paper's by default
+            (wmh: 5, 60, 7; tumor: 15, 50, 20).
+        seed: non-negative integer; the same seed gives the same phantoms.
+        overwrite: replace the scenario's dataset folders and files in a non-empty ``out_dir``.
+        progress: called as ``progress(done, total, message)`` after each case.
+
+    Returns:
+        Path of the written task file.
+
+    Raises:
+        ValueError: unknown scenario, bad counts, seed or spacing.
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False (or is a file).
+        ImportError: nilearn (the template) is not installed.
+    """
+    sc = get_scenario(scenario)
+    counts = _check_counts(sc, counts)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if spacing is None:
+        spacing = PROFILES["quick" if quick else "full"]
+    out = _prepare_output(Path(out_dir), sc, overwrite)
+    template = load_template(float(spacing))
+    task = scenario_task(scenario, root=out)
+    total = sum(counts)
+    done = 0
+    record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": float(spacing),
+                    "shape_dhw": list(template.shape), "counts": dict(zip(("anatomy", "lesion", "test"), counts)),
+                    "datasets": {}}
+    for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
+        folder = out / plan.folder
+        scanner = draw_scanner(np.random.default_rng([seed, sc.key, index, 0, 0]), f"{sc.name}-{plan.name}",
+                               thick_slice_probability=plan.thick_slices)
+        values = _dataset_label_values(sc, plan)
+        write_dataset_info(folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
+        cases = {}
+        for i in range(count):
+            rng = np.random.default_rng([seed, sc.key, index, 1, i])
+            carries = plan.lesion != "none" and rng.random() < plan.lesion_probability
+            lo, hi = plan.wmh_load_ml
+            load = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if plan.lesion == "wmh" else None
+            subject = make_subject(template, rng, scanner, modalities=plan.modalities,
+                                   lesion=plan.lesion if carries else "none", wmh_load_ml=load)
+            label = {"tissue": subject.tissue, "lesion": subject.lesion, "joint": subject.joint}[plan.labels]
+            name = f"{sc.name}_{plan.name}_{i:03d}"
+            write_case(folder, name, subject.stack(plan.modalities), subject.geometry, label, overwrite=overwrite)
+            cases[name] = {k: round(float(v), 3) for k, v in subject.info.items()}
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{plan.folder} {name}")
+        record["datasets"][plan.name] = {"folder": plan.folder, "scanner": scanner.to_dict(), "cases": cases}
+        log.info("%s: %d cases written", folder, count)
+    atomic_write_text(out / RECORD_FILE, json.dumps(record, indent=1) + "\n")
+    task_path = out / TASK_FILE
+    save_task(task, task_path)
+    return task_path
+
+
+def _check_counts(sc: Scenario, counts) -> tuple[int, int, int]:
+    if counts is None:
+        return sc.counts
+    try:
+        values = tuple(counts)
+    except TypeError:
+        raise ValueError(f"counts must be three integers (anatomy, lesion, test), got {counts!r}") from None
+    if len(values) != 3 or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1
+                               for c in values):
+        raise ValueError(f"counts must be three integers >= 1 (anatomy, lesion, test), got {counts!r}")
+    return tuple(int(c) for c in values)  # type: ignore[return-value]
+
+
+def _prepare_output(out: Path, sc: Scenario, overwrite: bool) -> Path:
+    """Create ``out``; refuse a non-empty one unless ``overwrite``, then clear the scenario's folders."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {str(out)!r} is not empty; choose another folder or overwrite it "
+                "(overwrite=True, or --overwrite on the command line)"
+            )
+        for plan in sc.datasets:
+            if (out / plan.folder).is_dir():
+                shutil.rmtree(out / plan.folder)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
