@@ -90,6 +90,10 @@ def setSegmentsFromLabelArray(scene, segmentationNode, labelArray: np.ndarray, l
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
         segmentation = segmentationNode.GetSegmentation()
         segmentation.RemoveAllSegments()
+        labelmapName = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+        setSource = (getattr(segmentation, "SetSourceRepresentationName", None)  # Slicer >= 5.4
+                     or segmentation.SetMasterRepresentationName)
+        setSource(labelmapName)  # voxels are the truth, whatever the node held before
         if not segLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
             raise RuntimeError(f"importing the label map into {segmentationNode.GetName()!r} failed")
         byName = {segmentation.GetSegment(sid).GetName(): sid for sid in _segmentIds(segmentationNode)}

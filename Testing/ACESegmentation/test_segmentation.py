@@ -182,3 +182,16 @@ def test_placed_under_the_study_of_the_input(slicerContext):
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
     seg.placeUnderStudyOf(scene, node, volume)
     assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+
+
+def test_a_node_holding_surfaces_gets_voxels(slicerContext):
+    converter = slicer.vtkSegmentationConverter
+    volume = addVolume(slicerContext.scene, np.zeros(SHAPE, np.float32), "T1", **OBLIQUE)
+    node = slicerContext.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "surfaces")
+    node.GetSegmentation().SetSourceRepresentationName(converter.GetSegmentationClosedSurfaceRepresentationName())
+    labelMap = _labelMap(WMH_LABELS, seed=5)
+    seg.setSegmentsFromLabelArray(slicerContext.scene, node, labelMap, WMH_LABELS, volume)
+    assert (node.GetSegmentation().GetSourceRepresentationName()
+            == converter.GetSegmentationBinaryLabelmapRepresentationName())
+    np.testing.assert_array_equal(seg.labelArrayFromSegmentation(slicerContext.scene, node, volume, WMH_LABELS),
+                                  labelMap)
