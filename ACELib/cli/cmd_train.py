@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -11,12 +12,15 @@ from ACELib.inference.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
 from ACELib.training import TrainConfig, train
+from ACELib.training.distributed import distributed_session
 
 NAME = "train"
 HELP = "train one network on partially labelled datasets (ACE loss by default)"
 DESCRIPTION = (HELP + ". The run folder gets model.safetensors (best validation Dice), model_last.safetensors, "
                "log.csv, curves.png and a resumable checkpoint. SIGINT/SIGTERM stop after the current step "
-               "and save a checkpoint; continue with --resume.")
+               "and save a checkpoint; continue with --resume. Runs unchanged under torchrun "
+               "(e.g. torchrun --nproc-per-node 4 -m ACELib.cli.main train ...): DistributedDataParallel, "
+               "one process per GPU (or gloo on the CPU), --batch-size patches per process.")
 
 
 def add_arguments(p) -> None:
@@ -40,6 +44,10 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help=f"one of {list(DEVICE_CHOICES)} or cuda:N (default auto)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--cache", metavar="DIR", help="keep preprocessed cases in DIR, memory-mapped (for data larger "
+                   "than RAM; built once, reused while the sources and settings are unchanged)")
+    p.add_argument("--workers", type=int, default=d.num_workers,
+                   help="processes drawing patches (default 0: in the training process)")
     p.add_argument("--multi-unet", action="store_true", help="train one network per dataset with CE (baseline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
@@ -50,7 +58,7 @@ def config_from_args(args) -> TrainConfig:
                        learning_rate=args.lr, validation_fraction=args.val_fraction,
                        validation_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
                        seed=args.seed, device=args.device, amp=not args.no_amp, multi_unet=args.multi_unet,
-                       num_threads=args.threads,
+                       num_threads=args.threads, cache_dir=args.cache, num_workers=args.workers,
                        preprocessing=Preprocessing(spacing=tuple(args.spacing) if args.spacing else None))
 
 
@@ -64,11 +72,16 @@ def run(args) -> int:
 
     old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = train(task, args.out, config, resume=args.resume, progress=ProgressBar("train", unit="step"),
-                       should_stop=stop.is_set)
+        with distributed_session(config.device) as ctx:
+            if not ctx.is_main:  # rank 0 reports for everyone
+                logging.getLogger("ACELib").setLevel(logging.WARNING)
+            result = train(task, args.out, config, resume=args.resume, should_stop=stop.is_set,
+                           progress=ProgressBar("train", unit="step") if ctx.is_main else None)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if not ctx.is_main:
+        return 3 if result.status == "stopped" else 0
     if result.status == "stopped":
         print(f"stopped; checkpoint kept in {result.run_dir} (continue with --resume)")
         return 3

@@ -8,7 +8,8 @@ from ACELib.data.preprocessing import Preprocessing
 from ACELib.losses import LOSSES
 
 # settings that may change when a run is resumed; any other difference is an error
-RESUMABLE_CHANGES = ("iterations", "device", "validation_interval", "checkpoint_interval", "num_threads")
+RESUMABLE_CHANGES = ("iterations", "device", "validation_interval", "checkpoint_interval", "num_threads",
+                     "cache_dir", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class TrainConfig:
         validation_interval: steps between validations (and best-model selection).
         checkpoint_interval: steps between resumable checkpoints.
         multi_unet: train one network per dataset (each on all of its own modalities) instead.
+        cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);
+            None holds them in RAM.
+        num_workers: DataLoader processes drawing patches (0: in the training process). A resume
+            continues the same patch stream only with the same number of workers (and processes).
     """
 
     loss: str = "ace"
@@ -40,6 +45,8 @@ class TrainConfig:
     amp: bool = True
     multi_unet: bool = False
     num_threads: int | None = None
+    cache_dir: str | None = None
+    num_workers: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self):
@@ -51,6 +58,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patch_size % (2 ** (self.depth - 1)):
             raise ValueError(f"patch_size {self.patch_size} must be divisible by 2^(depth-1) = {2 ** (self.depth - 1)}")
+        if int(self.num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:

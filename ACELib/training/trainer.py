@@ -7,10 +7,15 @@ Run folder layout::
     model_last.safetensors          the model file at the last step
     log.csv, curves.png             training log and its plot (per member for a Multi-UNet)
     checkpoint.safetensors          resumable state (per member: members/<name>/...)
+    distributed.json                a distributed run: world size, batch-norm policy, per-rank weight hashes
+
+Under ``torchrun`` (see :mod:`ACELib.training.distributed`) every rank trains, rank 0 alone validates
+and writes the run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +29,6 @@ import torch
 
 from ACELib.data.check import check_task
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
-from ACELib.data.sampling import BalancedSampler
 from ACELib.inference.device import autocast_dtype, resolve_device
 from ACELib.inference.model_file import MemberSpec, ModelMetadata, save_model
 from ACELib.io.atomic import atomic_write_text
@@ -34,6 +38,23 @@ from ACELib.networks import UNet3D, UNetConfig
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import TrainingLog, plot_curves
+from ACELib.training.distributed import (
+    DistContext,
+    RankBatches,
+    any_rank,
+    barrier,
+    broadcast_object,
+    current_context,
+    gather_objects,
+    local_main_first,
+    mean_over_ranks,
+    rank_device,
+    record,
+    run_on_main,
+    state_digest,
+    sync_buffers,
+    wrap_model,
+)
 from ACELib.training.validation import validate
 
 log = logging.getLogger(__name__)
@@ -89,20 +110,22 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
         FileExistsError: ``run_dir`` holds a run and ``resume`` is False.
     """
     run_dir = Path(run_dir)
+    ctx = current_context()
     plans = plan_members(task, config)
-    _prepare_run_dir(task, run_dir, config, resume)
-    problems = check_task(task, modalities=() if config.multi_unet else None, include_test=False)
+    run_on_main(ctx, _prepare_run_dir, task, run_dir, config, resume)
+    problems = run_on_main(ctx, check_task, task, modalities=() if config.multi_unet else None, include_test=False)
     if problems:
         raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
+    device = rank_device(resolve_device(config.device), ctx)
     nets, steps, best, status = [], {}, {}, "finished"
     for plan in plans:
         member_dir = run_dir if len(plans) == 1 else run_dir / "members" / plan.name
-        member_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
+            member_dir.mkdir(parents=True, exist_ok=True)
         net, step, score, stopped = _train_member(task, plan, config, member_dir, device, resume,
-                                                  progress, should_stop)
+                                                  progress if ctx.is_main else None, should_stop, ctx)
         nets.append(net)
         steps[plan.name], best[plan.name] = step, score
         if stopped:
@@ -111,10 +134,11 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
     meta = _metadata(task, plans, config)
     last_path = run_dir / "model_last.safetensors"
     model_path = run_dir / "model.safetensors"
-    if status == "finished":
+    if status == "finished" and ctx.is_main:
         save_model(last_path, meta, [n[1] for n in nets])
         save_model(model_path, meta, [n[0] for n in nets])
         log.info("finished: model written to %s", model_path)
+    barrier(ctx)
     return TrainResult(run_dir, model_path, last_path, status, steps, best)
 
 
@@ -138,7 +162,8 @@ def _prepare_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: boo
 
 def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> ModelMetadata:
     members = tuple(MemberSpec(p.name, p.modalities, p.classes, _net_config(p, config).to_dict()) for p in plans)
-    training = {k: v for k, v in config.to_dict().items() if k not in ("device", "num_threads", "preprocessing")}
+    local = ("device", "num_threads", "preprocessing", "cache_dir", "num_workers")
+    training = {k: v for k, v in config.to_dict().items() if k not in local}
     return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
                          patch_size=(config.patch_size,) * 3, task_name=task.name, training=training)
 
@@ -159,14 +184,20 @@ def _local_tables(plan: MemberPlan, num_joint: int):
 
 
 def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir: Path, device: torch.device,
-                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None):
+                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None,
+                  ctx: DistContext | None = None):
     """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
-    datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets, seed=config.seed)
+    ctx = ctx or DistContext()
+    with local_main_first(ctx) if config.cache_dir else contextlib.nullcontext():
+        datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets,
+                                 seed=config.seed, cache_dir=config.cache_dir)
     train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
     torch.manual_seed(config.seed)
     net = UNet3D(_net_config(plan, config)).to(device)
+    model = wrap_model(net, ctx, device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    sampler = BalancedSampler(train_sets, config.patch_size, config.batch_size, seed=config.seed)
+    batches = RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
+                          workers=config.num_workers, pin_memory=device.type == "cuda")
     loss_fn = build_loss(plan.loss).to(device)
     lut = _local_tables(plan, task.num_classes)
     k = len(plan.classes)
@@ -174,24 +205,24 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     ckpt = member_dir / "checkpoint.safetensors"
     step, best_score, best_step = 0, -1.0, 0
-    if resume and ckpt.exists():
-        st = load_checkpoint(ckpt)
+    st = run_on_main(ctx, lambda: load_checkpoint(ckpt) if resume and ckpt.exists() else None)
+    if st is not None:
         net.load_state_dict(st.model_state)
         optimizer.load_state_dict(st.optimizer_state)
-        sampler.set_state(st.sampler_state)
+        batches.restore(st.sampler_state, st.step)
         step, best_score, best_step = st.step, st.best_score, st.best_step
         log.info("%s: resumed at step %d", plan.name, step)
-    best_state = _load_best(member_dir, net) if best_step else None
-    train_log = TrainingLog(member_dir / "log.csv", resume_step=step if resume else None)
+    best_state = _load_best(member_dir, net) if best_step and ctx.is_main else None
+    train_log = TrainingLog(member_dir / "log.csv", resume_step=step if resume else None) if ctx.is_main else None
     has_val = any(d.cases for d in val_sets)
     t0, rate, stopped = time.perf_counter(), None, False
-    net.train()
+    model.train()
     while step < config.iterations:
-        if should_stop is not None and should_stop():
+        if any_rank(should_stop is not None and should_stop(), ctx, device):
             stopped = True
             break
         tic = time.perf_counter()
-        batch = sampler.sample().to(device)
+        batch = batches.next().to(device)
         target, annotated, candidates = batch.target, batch.annotated, batch.candidates
         if lut is not None:
             lut_d = lut.to(device)
@@ -200,10 +231,11 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
             candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = net(batch.image)
+            logits = model(batch.image)
         loss = loss_fn(logits.float(), target, annotated, candidates)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{plan.name}: loss became {loss.item()} at step {step + 1}")
+        loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
+        if not torch.isfinite(loss_value):
+            raise FloatingPointError(f"{plan.name}: loss became {loss_value.item()} at step {step + 1}")
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -213,33 +245,56 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
             optimizer.step()
         step += 1
         dt = time.perf_counter() - tic
-        inst = config.batch_size / max(dt, 1e-9)
+        inst = config.batch_size * ctx.world_size / max(dt, 1e-9)
         rate = inst if rate is None else 0.9 * rate + 0.1 * inst
         val = float("nan")
         if has_val and (step % config.validation_interval == 0 or step == config.iterations):
-            val, per_class = validate(net, val_sets, plan.classes, device, amp_dtype=amp_dtype)
-            log.info("%s step %d validation Dice %.4f %s", plan.name, step, val,
-                     {k_: round(v, 3) for k_, v in per_class.items()})
+            if ctx.is_main:  # rank 0 validates; the others wait here
+                val, per_class = validate(net, val_sets, plan.classes, device, amp_dtype=amp_dtype)
+                log.info("%s step %d validation Dice %.4f %s", plan.name, step, val,
+                         {k_: round(v, 3) for k_, v in per_class.items()})
+            val = broadcast_object(val, ctx)
             if not np.isnan(val) and val > best_score:
                 best_score, best_step = val, step
-                best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
-                _save_member_model(member_dir / "model_best_member.safetensors", task, plan, config, net)
-        train_log.append(step=step, loss=float(loss.item()), patches_per_s=rate, val_dice=val,
-                         elapsed_s=time.perf_counter() - t0)
-        msg = f"{plan.name} loss {loss.item():.4f} | {rate:.1f} patches/s" + (f" | val Dice {val:.3f}" if val == val else "")
+                if ctx.is_main:
+                    best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
+                    _save_member_model(member_dir / "model_best_member.safetensors", task, plan, config, net)
+        loss_item = float(loss_value.item())
+        if train_log is not None:
+            train_log.append(step=step, loss=loss_item, patches_per_s=rate, val_dice=val,
+                             elapsed_s=time.perf_counter() - t0)
+        msg = f"{plan.name} loss {loss_item:.4f} | {rate:.1f} patches/s" + (f" | val Dice {val:.3f}" if val == val else "")
         if progress is not None:
             progress(step, config.iterations, msg)
         if step % 10 == 0 or step == config.iterations or val == val:
             log.debug("step %d/%d %s", step, config.iterations, msg)
         if step % config.checkpoint_interval == 0 or step == config.iterations:
-            save_checkpoint(ckpt, net, optimizer, step, best_score, best_step, sampler.get_state())
+            _checkpoint(ckpt, net, optimizer, step, best_score, best_step, batches, ctx, device, config)
     if stopped:
-        save_checkpoint(ckpt, net, optimizer, step, best_score, best_step, sampler.get_state())
+        _checkpoint(ckpt, net, optimizer, step, best_score, best_step, batches, ctx, device, config)
         log.info("%s: stopped at step %d; resume with --resume", plan.name, step)
-    plot_curves(member_dir / "log.csv", member_dir / "curves.png", title=f"{task.name} - {plan.name} ({plan.loss})")
+    batches.close()
+    if ctx.is_main:
+        plot_curves(member_dir / "log.csv", member_dir / "curves.png", title=f"{task.name} - {plan.name} ({plan.loss})")
     last = _clone(net)
     best_net = last if best_state is None else _clone(net, best_state)
     return (best_net.cpu().eval(), last.cpu().eval()), step, best_score, stopped
+
+
+def _checkpoint(path: Path, net: UNet3D, optimizer, step: int, best_score: float, best_step: int,
+                batches: RankBatches, ctx: DistContext, device: torch.device, config: TrainConfig) -> None:
+    """Save the resumable state (every rank calls this; rank 0 writes, the others wait)."""
+    sampler_state = batches.state()
+    sync_buffers(net, ctx)
+    digests = gather_objects(state_digest(net), ctx) if ctx.distributed else []
+    if len(set(digests)) > 1:
+        log.warning("step %d: the ranks' weights differ (%s)", step, digests)
+    if ctx.is_main:
+        save_checkpoint(path, net, optimizer, step, best_score, best_step, sampler_state)
+        if ctx.distributed:
+            info = record(ctx, device, config.num_workers, step, digests)
+            atomic_write_text(path.parent / "distributed.json", json.dumps(info, indent=2) + "\n")
+    barrier(ctx)
 
 
 def _clone(net: UNet3D, state: dict | None = None) -> UNet3D:
