@@ -9,7 +9,14 @@ template is first loaded.
 """
 
 from ACELib.phantoms.mri import BASE_CONTRAST, CLASSES, MODALITIES, Scanner, draw_scanner, synthesize
-from ACELib.phantoms.scenarios import PROFILES, SCENARIOS, get_scenario, make_scenario, scenario_task
+from ACELib.phantoms.scenarios import (
+    PROFILES,
+    SCENARIOS,
+    get_scenario,
+    make_scenario,
+    scenario_subject,
+    scenario_task,
+)
 from ACELib.phantoms.subject import LESION_KINDS, LESION_VALUES, Subject, make_subject
 from ACELib.phantoms.template import TISSUES, Template, load_template, nifti_to_itk
 
@@ -31,6 +38,7 @@ __all__ = [
     "make_scenario",
     "make_subject",
     "nifti_to_itk",
+    "scenario_subject",
     "scenario_task",
     "synthesize",
 ]

@@ -27,8 +27,8 @@ def wmh_mask(rng: np.random.Generator, anatomy: Anatomy, load_ml: float, *,
     """White matter hyperintensities of about ``load_ml`` millilitres inside the anatomy's white matter.
 
     Args:
-        load_ml: target lesion volume (>= 0); the result is within a voxel or so of it unless the
-            white matter is too small.
+        load_ml: target lesion volume (>= 0); the result is within a few voxels of it (more when
+            punctate lesions round up) unless the white matter is too small.
         periventricular_share: part of the load placed around the ventricles; the rest is deep
             punctate lesions.
         decay_mm: how fast the periventricular lesion likelihood falls with distance to the ventricles.
@@ -65,6 +65,10 @@ def wmh_mask(rng: np.random.Generator, anatomy: Anatomy, load_ml: float, *,
         if not deep.any():
             deep = wm & ~mask
         mask |= _punctate(rng, geom, deep, n_deep)
+    missing = n_total - int(mask.sum())
+    if missing > 0:  # blobs overlapped or were clipped by the white matter: grow the lesions to the load
+        grow = distance_mm(mask, geom) + rng.uniform(0.0, 0.5 * geom.spacing[0], geom.shape)
+        mask |= _top(-grow, wm & ~mask, missing)
     return mask & wm
 
 

@@ -36,7 +36,7 @@ from ACELib.data.contract import write_case, write_dataset_info
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, JointLabel, Task, save_task
 from ACELib.phantoms.mri import draw_scanner
-from ACELib.phantoms.subject import LESION_VALUES, make_subject
+from ACELib.phantoms.subject import LESION_VALUES, Subject, make_subject
 from ACELib.phantoms.template import load_template
 
 log = logging.getLogger(__name__)
@@ -180,8 +180,7 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
     """
     sc = get_scenario(scenario)
     counts = _check_counts(sc, counts)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     if spacing is None:
         spacing = PROFILES["quick" if quick else "full"]
     out = _prepare_output(Path(out_dir), sc, overwrite)
@@ -194,18 +193,12 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
                     "datasets": {}}
     for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
         folder = out / plan.folder
-        scanner = draw_scanner(np.random.default_rng([seed, sc.key, index, 0, 0]), f"{sc.name}-{plan.name}",
-                               thick_slice_probability=plan.thick_slices)
+        scanner = _scanner(sc, index, seed)
         values = _dataset_label_values(sc, plan)
         write_dataset_info(folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
         cases = {}
         for i in range(count):
-            rng = np.random.default_rng([seed, sc.key, index, 1, i])
-            carries = plan.lesion != "none" and rng.random() < plan.lesion_probability
-            lo, hi = plan.wmh_load_ml
-            load = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if plan.lesion == "wmh" else None
-            subject = make_subject(template, rng, scanner, modalities=plan.modalities,
-                                   lesion=plan.lesion if carries else "none", wmh_load_ml=load)
+            subject = _subject(sc, index, i, template, scanner, seed)
             label = {"tissue": subject.tissue, "lesion": subject.lesion, "joint": subject.joint}[plan.labels]
             name = f"{sc.name}_{plan.name}_{i:03d}"
             write_case(folder, name, subject.stack(plan.modalities), subject.geometry, label, overwrite=overwrite)
@@ -219,6 +212,55 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
     task_path = out / TASK_FILE
     save_task(task, task_path)
     return task_path
+
+
+def scenario_subject(scenario: str, dataset: str, case: int, *, quick: bool = False,
+                     spacing: float | None = None, seed: int = 0) -> Subject:
+    """The subject that :func:`make_scenario` writes as case number ``case`` of ``dataset``.
+
+    Cases are independent of each other and of the case counts, so any one can be regenerated, with
+    what its files do not hold (e.g. the WMH hidden in the anatomy dataset's tissue labels).
+
+    Args:
+        dataset: ``"anatomy"``, ``"lesion"`` or ``"test"``.
+        case: case number (0 for the first).
+        quick, spacing, seed: as given to :func:`make_scenario`.
+
+    Raises:
+        ValueError: unknown scenario or dataset, negative case number, bad seed.
+    """
+    sc = get_scenario(scenario)
+    names = [plan.name for plan in sc.datasets]
+    if dataset not in names:
+        raise ValueError(f"dataset must be one of {names}, got {dataset!r}")
+    if isinstance(case, bool) or not isinstance(case, (int, np.integer)) or case < 0:
+        raise ValueError(f"case must be a non-negative integer, got {case!r}")
+    _check_seed(seed)
+    template = load_template(float(PROFILES["quick" if quick else "full"] if spacing is None else spacing))
+    index = names.index(dataset)
+    return _subject(sc, index, int(case), template, _scanner(sc, index, seed), seed)
+
+
+def _scanner(sc: Scenario, index: int, seed: int):
+    plan = sc.datasets[index]
+    return draw_scanner(np.random.default_rng([seed, sc.key, index, 0, 0]), f"{sc.name}-{plan.name}",
+                        thick_slice_probability=plan.thick_slices)
+
+
+def _subject(sc: Scenario, index: int, case: int, template, scanner, seed: int) -> Subject:
+    """Case ``case`` of dataset ``index``: its random stream depends on nothing else."""
+    plan = sc.datasets[index]
+    rng = np.random.default_rng([seed, sc.key, index, 1, case])
+    carries = plan.lesion != "none" and rng.random() < plan.lesion_probability
+    lo, hi = plan.wmh_load_ml
+    load = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if plan.lesion == "wmh" else None
+    return make_subject(template, rng, scanner, modalities=plan.modalities,
+                        lesion=plan.lesion if carries else "none", wmh_load_ml=load)
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _check_counts(sc: Scenario, counts) -> tuple[int, int, int]:
