@@ -108,6 +108,7 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pending = None
         self._models = {}
         self._entries = []
+        self._modelInfo = (None, None)
         self.training = None
 
     # ------------------------------------------------------------------ setup
@@ -181,13 +182,20 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ models
     def currentModelInfo(self):
+        """Labels and modalities of the selected model (read from its file header, cached), or None."""
         path = self._parameterNode.modelPath if self._parameterNode else ""
-        if not path:
-            return None
         try:
-            return models.readModelInfo(path)
-        except (OSError, ValueError):
+            key = (path, Path(path).stat().st_mtime) if path else None
+        except OSError:
+            key = None
+        if key is None:
             return None
+        if self._modelInfo[0] != key:
+            try:
+                self._modelInfo = (key, models.readModelInfo(path))
+            except (OSError, ValueError):
+                self._modelInfo = (key, None)
+        return self._modelInfo[1]
 
     def refreshModelList(self, select: str | None = None):
         userFiles = [Path(p) for p in _settingsList("ACESegmentation/modelFiles")]
@@ -309,6 +317,9 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Cancelling ..."
 
     def pollJob(self):
+        if self._job is None:
+            self._timer.stop()
+            return
         status = self._job.poll()
         if status.total:
             self.ui.progressBar.maximum = status.total
