@@ -54,7 +54,7 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
         raise ValueError(f"target must be on the logits' device {logits.device}, got {target.device}")
     num_classes = logits.shape[1]
     if target.numel() > 0:
-        lo, hi = int(target.min()), int(target.max())
+        lo, hi = (int(v) for v in torch.aminmax(target))
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"target values must be joint label indices in [0, {num_classes}), "
@@ -99,9 +99,11 @@ def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> tor
 def labels_present(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, C)`` bool: which joint labels occur in each sample of ``target`` ``(B, *spatial)``."""
     batch = target.shape[0]
-    offsets = torch.arange(batch, device=target.device).view(batch, *([1] * (target.ndim - 1)))
-    counts = torch.bincount((target + offsets * num_classes).reshape(-1), minlength=batch * num_classes)
-    return counts.view(batch, num_classes) > 0
+    flat = target.reshape(batch, -1)
+    # Float counts: exact up to 2**24 voxels per sample, and never 0 once a label occurs.
+    counts = torch.zeros(batch, num_classes, device=target.device)
+    counts.scatter_add_(1, flat, torch.ones(1, 1, device=target.device).expand_as(flat))
+    return counts > 0
 
 
 def check_candidates(candidates: torch.Tensor, logits: torch.Tensor) -> None:

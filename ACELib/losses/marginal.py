@@ -24,40 +24,18 @@ from ACELib.losses._common import (
     float32_region,
     reduce_voxel_loss,
 )
+from ACELib.losses._set_nll import masked_logsumexp, set_nll
 
-# Terms more than this far below the largest term of a log-sum-exp are clamped to it: e**-80 is
-# under float32's resolution of a sum >= 1, and an exp() that underflows to denormals is slow on CPU.
-_LOG_TERM_FLOOR = -80.0
-
-
-def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """``log sum_{j: mask_j} exp(x_j)`` along ``dim``; every slice must hold at least one True.
-
-    Value and gradient stay finite for any finite ``x`` (excluded entries get exactly zero gradient,
-    no ``-inf * 0``): the peak is taken over the kept entries, terms are clamped to
-    ``[_LOG_TERM_FLOOR, 0]`` relative to it before ``exp`` and excluded ones are then zeroed.
-    Inputs are not checked (an internal building block).
-
-    Args:
-        x: floating tensor of any shape.
-        mask: bool tensor of ``x``'s shape, True for the entries to sum.
-        dim: the axis to reduce.
-
-    Returns:
-        ``x``'s shape without ``dim``.
-    """
-    peak = x.detach().masked_fill(~mask, torch.finfo(x.dtype).min).amax(dim, keepdim=True)
-    terms = torch.exp((x - peak).clamp(_LOG_TERM_FLOOR, 0.0))
-    total = torch.where(mask, terms, 0.0).sum(dim, keepdim=True)
-    return (peak + torch.log(total)).squeeze(dim)
+__all__ = ["candidate_set_nll", "marginal_cross_entropy", "masked_logsumexp"]
 
 
 def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Per-voxel ``-log P(candidate set)``: the shared kernel of marginal CE and ACE.
 
-    Inputs are assumed checked. Works in log space: ``log_softmax`` then a masked log-sum-exp over
-    each voxel's candidate set (:func:`masked_logsumexp`); every set holds its target, so no set is
-    empty.
+    Inputs are assumed checked. ``logsumexp(z) - logsumexp(z_S)`` computed by a custom autograd
+    function (:mod:`ACELib.losses._set_nll`): one softmax, no ``(B, C, N)`` mask, the gradient
+    ``softmax(z) - softmax(z_S)`` written directly, voxels with an improbable set redone in log
+    space. Every set holds its target, so no set is empty.
 
     Args:
         logits: ``(B, C, *spatial)`` float32 raw scores.
@@ -67,12 +45,7 @@ def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: to
     Returns:
         ``(B, *spatial)`` float32, the loss of each voxel.
     """
-    batch, num_classes, *spatial = logits.shape
-    flat_target = target.reshape(batch, 1, -1).expand(batch, num_classes, -1)  # (B, C, N)
-    # sets[b, j, v] = candidates[b, target[b, v], j]: a row gather, no (B, C, C, N) tensor.
-    sets = torch.gather(candidates.transpose(1, 2), 2, flat_target).reshape(batch, num_classes, *spatial)
-    log_prob = torch.log_softmax(logits, dim=1)
-    return -masked_logsumexp(log_prob, sets, dim=1)
+    return set_nll(logits, target, candidates)
 
 
 def marginal_cross_entropy(

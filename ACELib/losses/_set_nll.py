@@ -1,0 +1,173 @@
+"""The shared kernel of cross entropy, marginal cross entropy and ACE: ``-log P(allowed set)``.
+
+Every cross-entropy loss of the package is, per voxel ``v`` of sample ``b`` with target ``t``::
+
+    loss_v = -log sum_{j in S_v} softmax(z_v)_j          S_v = candidates[b, t] (or {t})
+    d loss_v / d z_v = softmax(z_v) - softmax restricted to S_v (renormalised)
+
+A custom autograd function computes both with a handful of passes over the ``(B, C, N)`` logits,
+instead of autograd through a log-softmax, a ``(B, C, N)`` mask gather and a masked log-sum-exp:
+
+* forward: one fused ``softmax``, the probability of the target (a gather), and for each *set row*
+  (a target class whose candidate row is not a singleton in some sample; ACE has at most one, the
+  background) the row's probability mass, ``bmm((B, 1, C), (B, C, N))``. No ``(B, C, N)`` mask.
+* backward: ``p * (g - h * row)`` (one fused ``addcmul`` per set row, one multiplication), then the
+  ``-g`` of singleton voxels scattered onto their target.
+
+Numerics: ``P(S) = sum_S p`` is accurate to a few ulps while it is a normal float. Voxels whose
+``P(S)`` falls below ``_TINY`` (a loss above ~69 nats, rare after the first steps) are recomputed
+exactly in log space, ``logsumexp(z) - logsumexp(z_S)``, value and gradient, on just those voxels.
+So values and gradients stay finite and exact for logits of any finite size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+# Below this probability of the allowed set a voxel's loss is recomputed in log space (loss > 69).
+_TINY = 1e-30
+# Terms more than this far below the largest term of a log-sum-exp are clamped to it: e**-80 is
+# under float32's resolution of a sum >= 1, and an exp() that underflows to denormals is slow on CPU.
+_LOG_TERM_FLOOR = -80.0
+
+
+def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """``log sum_{j: mask_j} exp(x_j)`` along ``dim``; every slice must hold at least one True.
+
+    Value and gradient stay finite for any finite ``x`` (excluded entries get exactly zero gradient,
+    no ``-inf * 0``): the peak is taken over the kept entries, terms are clamped to
+    ``[_LOG_TERM_FLOOR, 0]`` relative to it before ``exp`` and excluded ones are then zeroed.
+    Inputs are not checked (an internal building block).
+
+    Args:
+        x: floating tensor of any shape.
+        mask: bool tensor of ``x``'s shape, True for the entries to sum.
+        dim: the axis to reduce.
+
+    Returns:
+        ``x``'s shape without ``dim``.
+    """
+    peak = x.detach().masked_fill(~mask, torch.finfo(x.dtype).min).amax(dim, keepdim=True)
+    terms = torch.exp((x - peak).clamp(_LOG_TERM_FLOOR, 0.0))
+    total = torch.where(mask, terms, 0.0).sum(dim, keepdim=True)
+    return (peak + torch.log(total)).squeeze(dim)
+
+
+def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torch.dtype):
+    """The set rows of candidate tables and the voxels of each, as float masks.
+
+    A set row is a target class ``r`` whose candidate row holds more than ``r`` itself in at least
+    one sample; its voxels are those with target ``r`` in such a sample. Every other voxel is a
+    singleton (plain cross entropy). ``None`` candidates mean singletons everywhere.
+
+    Returns:
+        ``([(row weights (B, 1, C), row voxels (B, 1, N) 0/1)], set voxels (B, 1, N) 0/1 or None)``.
+    """
+    if candidates is None:
+        return [], None
+    wide = candidates.sum(dim=2) > 1  # (B, C): rows that are not singletons
+    rows_r = wide.any(dim=0).nonzero().flatten().tolist()
+    if not rows_r:
+        return [], None
+    wide_f = wide.to(dtype)
+    in_set = wide_f.gather(1, target).unsqueeze(1)  # (B, 1, N): 1 at voxels of any set row
+    rows = []
+    for r in rows_r:
+        voxels = in_set if len(rows_r) == 1 else (target == r).unsqueeze(1).to(dtype).mul_(wide_f[:, r, None, None])
+        rows.append((candidates[:, r, None, :].to(dtype), voxels))
+    return rows, in_set
+
+
+class _SetNLL(torch.autograd.Function):
+    """``(z (B, C, N), target (B, N), candidates (B, C, C) | None) -> (B, N)`` loss; see module docstring."""
+
+    @staticmethod
+    def forward(ctx, logits, target, candidates):
+        prob = torch.softmax(logits, dim=1)  # (B, C, N)
+        index = target.unsqueeze(1)  # (B, 1, N)
+        mass = prob.gather(1, index)  # (B, 1, N): P(S) of singleton voxels
+        rows, in_set = _set_rows(candidates, target, logits.dtype)
+        for weights, voxels in rows:
+            row_mass = torch.bmm(weights, prob)  # (B, 1, N): the row's probability mass
+            mass = torch.lerp(mass, row_mass, voxels)  # exact for a 0/1 weight
+        mass = mass.clamp_(max=1.0)
+        loss = mass.log().neg_().squeeze(1)
+        fix = None
+        if float(mass.amin()) < _TINY:
+            fix = _exact(logits, target, candidates, mass.squeeze(1) < _TINY)
+            loss[fix[0], fix[1]] = fix[2]
+            mass.clamp_(min=_TINY)  # no 0 / 0 in the backward; flagged voxels are redone there
+        ctx.save_for_backward(prob, index, mass)
+        ctx.rows, ctx.in_set, ctx.fix = rows, in_set, fix
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        prob, index, mass = ctx.saved_tensors
+        rows, in_set, fix = ctx.rows, ctx.in_set, ctx.fix
+        g = grad_loss.unsqueeze(1).contiguous()  # (B, 1, N); often an expanded scalar
+        g_fast = g
+        if fix is not None:  # flagged voxels take no part in the fast path, they get their gradient below
+            g_fast = g.clone()
+            g_fast[fix[0], 0, fix[1]] = 0.0
+        if rows:
+            # d/dz_c = p_c * (g - [c in S] * g / P(S)) at set voxels, one set row at a time.
+            h = g_fast / mass
+            grad = None
+            for weights, voxels in rows:
+                h_row = h * voxels
+                if grad is None:
+                    grad = torch.addcmul(g, h_row, weights.transpose(1, 2), value=-1.0)  # (B, C, N)
+                else:
+                    grad.addcmul_(h_row, weights.transpose(1, 2), value=-1.0)
+            grad.mul_(prob)
+            scatter = g_fast * (in_set - 1.0)  # -g at singleton voxels, 0 at set voxels
+        else:
+            grad = prob * g
+            scatter = g_fast.neg()
+        grad.scatter_add_(1, index, scatter)  # singleton voxels: p - onehot(t)
+        if fix is not None:
+            b, v, _, allowed_softmax = fix
+            grad[b, :, v] -= g[b, 0, v].unsqueeze(1) * allowed_softmax
+        return grad, None, None
+
+
+def _exact(logits, target, candidates, bad):
+    """Log-space loss and allowed-set softmax of the voxels flagged ``bad`` ``(B, N)``.
+
+    Returns:
+        ``(b, v, loss (K,), allowed softmax (K, C))`` for the ``K`` flagged voxels ``(b, v)``.
+    """
+    b, v = bad.nonzero(as_tuple=True)
+    z = logits[b, :, v]  # (K, C)
+    t = target[b, v]
+    if candidates is None:
+        allowed = torch.nn.functional.one_hot(t, logits.shape[1]).bool()
+    else:
+        allowed = candidates[b, t]  # (K, C)
+    lse_allowed = masked_logsumexp(z, allowed, dim=1)
+    loss = torch.logsumexp(z, dim=1) - lse_allowed
+    exponent = (z - lse_allowed.unsqueeze(1)).clamp(max=0.0)
+    allowed_softmax = torch.where(allowed, torch.exp(exponent), 0.0)
+    return b, v, loss.clamp_min(0.0), allowed_softmax
+
+
+def set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+    """Per-voxel ``-log P(S)``, ``S`` the target's candidate row (its target alone for ``None``).
+
+    Inputs are assumed checked; call inside :func:`ACELib.losses._common.float32_region`.
+
+    Args:
+        logits: ``(B, C, *spatial)`` floating raw scores (float32 for the losses; float64 works).
+        target: ``(B, *spatial)`` int64 class indices in ``[0, C)``.
+        candidates: ``(B, C, C)`` bool candidate tables with a True diagonal, or None (cross entropy).
+
+    Returns:
+        ``(B, *spatial)`` loss in the logits' dtype, differentiable with respect to ``logits``.
+    """
+    batch, num_classes, *spatial = logits.shape
+    flat = logits.reshape(batch, num_classes, -1)
+    loss = _SetNLL.apply(flat, target.reshape(batch, -1), candidates)
+    return loss.reshape(batch, *spatial)
