@@ -33,12 +33,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ACELib.data.contract import Case
+from ACELib.data.contract import Case, list_cases, read_dataset_info
 from ACELib.data.loading import LoadedCase
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.io.image import Geometry
@@ -209,3 +209,40 @@ def cached_case(task: Task, ds: DatasetSpec, case: Case, modalities: Sequence[st
         built = True
     return open_entry(entry), built
 
+
+
+def build_cache(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
+                cache_dir: str | os.PathLike, datasets: Sequence[DatasetSpec] | None = None,
+                shard: tuple[int, int] = (0, 1), max_per_class: int = 200_000) -> int:
+    """Build the missing or stale entries of one shard of the cases, without mapping them.
+
+    Processes of one machine split the work (``shard=(local_rank, local_world_size)``) before they
+    all load the cache, so the build takes 1/N of the time.
+
+    Args:
+        modalities: for each dataset, the modalities to cache, in order (as for ``load_datasets``).
+        datasets: default the task's training datasets.
+        shard: ``(index, count)``: this call builds the cases ``index, index + count, ...`` of the
+            concatenated case lists.
+
+    Returns:
+        The number of entries built.
+    """
+    index, count = (int(v) for v in shard)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    all_cases = []
+    for ds in (datasets if datasets is not None else task.train_datasets):
+        folder = task.dataset_path(ds)
+        all_cases += [(ds, c) for c in list_cases(folder, read_dataset_info(folder))]
+    built = 0
+    for ds, case in all_cases[index::count]:
+        mods = tuple(modalities(ds))
+        entry = entry_dir(cache_dir, ds.name, case.name, mods)
+        if case.label_path is None:
+            raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
+        key = cache_key(task, ds, case, mods, prep, max_per_class)
+        if _read_key(entry) != key:
+            build_entry(task, ds, case, mods, prep, entry, key, max_per_class)
+            built += 1
+    return built

@@ -51,6 +51,7 @@ class DistContext:
     local_rank: int = 0
     world_size: int = 1
     backend: str = ""
+    local_world_size: int = 1
 
     @property
     def distributed(self) -> bool:
@@ -72,20 +73,28 @@ def env_context(environ: Mapping[str, str] | None = None) -> DistContext:
         world = int(env.get("WORLD_SIZE", "1"))
         rank = int(env.get("RANK", "0"))
         local = int(env.get("LOCAL_RANK", str(rank)))
+        local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
     except ValueError:
-        raise ValueError("WORLD_SIZE, RANK and LOCAL_RANK must be integers, got "
-                         f"{[env.get(k) for k in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK')]}") from None
-    if world < 1 or not 0 <= rank < world or local < 0:
-        raise ValueError(f"inconsistent torchrun environment: WORLD_SIZE={world}, RANK={rank}, LOCAL_RANK={local}")
-    return DistContext(rank, local, world)
+        raise ValueError("WORLD_SIZE, RANK, LOCAL_RANK and LOCAL_WORLD_SIZE must be integers, got "
+                         f"{[env.get(k) for k in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE')]}") from None
+    if world < 1 or not 0 <= rank < world or not 0 <= local < local_world:
+        raise ValueError(f"inconsistent torchrun environment: WORLD_SIZE={world}, RANK={rank}, "
+                         f"LOCAL_RANK={local}, LOCAL_WORLD_SIZE={local_world}")
+    return DistContext(rank, local, world, "", local_world)
 
 
 def current_context() -> DistContext:
     """This process's context: from the initialised process group, else a single process."""
     if not (dist.is_available() and dist.is_initialized()):
         return DistContext()
-    env = env_context()
-    return DistContext(dist.get_rank(), env.local_rank, dist.get_world_size(), str(dist.get_backend()))
+    world, rank, backend = dist.get_world_size(), dist.get_rank(), str(dist.get_backend())
+    try:
+        env = env_context()
+    except ValueError:
+        env = None
+    if env is not None and (env.world_size, env.rank) == (world, rank):
+        return DistContext(rank, env.local_rank, world, backend, env.local_world_size)
+    return DistContext(rank, rank, world, backend, world)  # a group set up without torchrun: one machine
 
 
 @contextlib.contextmanager
@@ -232,16 +241,6 @@ def run_on_main(ctx: DistContext, fn: Callable, *args, **kwargs):
     return result
 
 
-@contextlib.contextmanager
-def local_main_first(ctx: DistContext) -> Iterator[None]:
-    """Local rank 0 of each machine runs the block first (e.g. builds a cache), the others after it."""
-    if ctx.distributed and ctx.local_rank != 0:
-        dist.barrier()
-    yield
-    if ctx.distributed and ctx.local_rank == 0:
-        dist.barrier()
-
-
 # ------------------------------------------------------------------ this rank's training batches
 class RankBatches:
     """The training batches of one rank: an in-process sampler, or ``workers`` DataLoader processes.
@@ -317,6 +316,6 @@ def record(ctx: DistContext, device: torch.device, workers: int, step: int, dige
 
 
 __all__ = ["DistContext", "RankBatches", "any_rank", "barrier", "batch_norm_policy", "broadcast_object",
-           "current_context", "distributed_session", "env_context", "gather_objects", "local_main_first",
+           "current_context", "distributed_session", "env_context", "gather_objects",
            "mean_over_ranks", "rank_device", "record", "run_on_main", "state_digest", "sync_buffers",
            "wrap_model"]

@@ -15,7 +15,6 @@ and writes the run folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ACELib.data.cache import build_cache
 from ACELib.data.check import check_task
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
 from ACELib.inference.device import autocast_dtype, resolve_device
@@ -46,7 +46,6 @@ from ACELib.training.distributed import (
     broadcast_object,
     current_context,
     gather_objects,
-    local_main_first,
     mean_over_ranks,
     rank_device,
     record,
@@ -119,6 +118,8 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = rank_device(resolve_device(config.device), ctx)
+    if ctx.distributed and device.type == "cuda":
+        torch.cuda.set_device(device)  # collectives of picklable objects use the current device
     nets, steps, best, status = [], {}, {}, "finished"
     for plan in plans:
         member_dir = run_dir if len(plans) == 1 else run_dir / "members" / plan.name
@@ -188,9 +189,12 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
                   ctx: DistContext | None = None):
     """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
     ctx = ctx or DistContext()
-    with local_main_first(ctx) if config.cache_dir else contextlib.nullcontext():
-        datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets,
-                                 seed=config.seed, cache_dir=config.cache_dir)
+    if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
+        build_cache(task, config.preprocessing, lambda ds: plan.modalities, config.cache_dir, plan.datasets,
+                    shard=(ctx.local_rank, ctx.local_world_size))
+        barrier(ctx)
+    datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets,
+                             seed=config.seed, cache_dir=config.cache_dir)
     train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
     torch.manual_seed(config.seed)
     net = UNet3D(_net_config(plan, config)).to(device)

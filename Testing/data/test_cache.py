@@ -10,7 +10,7 @@ import torch
 from factory import make_tiny_task
 
 from ACELib.data import cache
-from ACELib.data.cache import cache_key, cached_case, entry_dir, open_entry
+from ACELib.data.cache import build_cache, cache_key, cached_case, entry_dir, open_entry
 from ACELib.data.contract import list_cases, read_dataset_info, write_case
 from ACELib.data.loading import load_datasets
 from ACELib.data.preprocessing import Preprocessing
@@ -160,6 +160,17 @@ def test_cached_case_pickles_as_a_reference(task, tmp_path):
     back = pickle.loads(blob)
     assert isinstance(back.image, np.memmap) and np.array_equal(back.image, case.image)
     assert sorted(back.class_voxels) == sorted(case.class_voxels)
+
+
+def test_shards_build_the_cache_between_them(task, tmp_path, builds):
+    root, mods = tmp_path / "cache", lambda ds: task.input_modalities
+    counts = [build_cache(task, Preprocessing(), mods, root, shard=(i, 3)) for i in range(3)]
+    assert counts == [2, 1, 1] and sorted(builds) == ["anatomy_000", "anatomy_001", "lesion_000", "lesion_001"]
+    assert build_cache(task, Preprocessing(), mods, root) == 0
+    _load(task, root)
+    assert len(builds) == 4  # loading found every entry built
+    with pytest.raises(ValueError, match=r"shard must be \(index, count\) with 0 <= index < count, got \(3, 3\)"):
+        build_cache(task, Preprocessing(), mods, root, shard=(3, 3))
 
 
 @pytest.mark.parametrize("call, match", [

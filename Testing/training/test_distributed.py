@@ -99,7 +99,6 @@ SMALL = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_c
 
 
 def _train_worker(rank, store, task_file, out, stop_after, result_file):
-    os.environ["LOCAL_RANK"] = str(rank)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         calls = {"n": 0}
@@ -150,12 +149,11 @@ def _spawn(fn, *args, timeout_s=60):
 
 
 def _helpers_worker(rank, store, out_dir, datasets):
-    os.environ["LOCAL_RANK"] = str(rank)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         ctx = current_context()
-        res = {"ctx": [ctx.rank, ctx.world_size, ctx.backend]}
+        res = {"ctx": [ctx.rank, ctx.world_size, ctx.backend, ctx.local_rank, ctx.local_world_size]}
         res["any"] = [any_rank(rank == 1, ctx, torch.device("cpu")), any_rank(False, ctx, torch.device("cpu"))]
         res["mean"] = float(mean_over_ranks(torch.tensor(2.0 * rank + 1), ctx))
         res["gather"] = gather_objects(f"r{rank}", ctx)
@@ -203,7 +201,7 @@ def test_collective_helpers_on_two_processes(tmp_path):
     datasets = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities)
     _spawn(_helpers_worker, str(tmp_path / "store"), str(tmp_path), datasets)
     r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
-    assert r0["ctx"] == [0, 2, "gloo"] and r1["ctx"] == [1, 2, "gloo"]
+    assert r0["ctx"] == [0, 2, "gloo", 0, 2] and r1["ctx"] == [1, 2, "gloo", 1, 2]  # no torchrun: one machine
     for r in (r0, r1):
         assert r["any"] == [True, False] and r["mean"] == 2.0 and r["gather"] == ["r0", "r1"]
         assert r["bcast"] == {"from": 0} and r["main_value"] == 7
@@ -216,8 +214,8 @@ def test_collective_helpers_on_two_processes(tmp_path):
 # ------------------------------------------------------------------ single process
 @pytest.mark.parametrize("env, expected", [
     ({}, DistContext(0, 0, 1)),
-    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, DistContext(3, 1, 4)),
-    ({"WORLD_SIZE": "2", "RANK": "1"}, DistContext(1, 1, 2)),
+    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, DistContext(3, 1, 4, "", 2)),
+    ({"WORLD_SIZE": "2", "RANK": "1"}, DistContext(1, 1, 2, "", 2)),
 ])
 def test_env_context(env, expected):
     assert env_context(env) == expected
@@ -227,6 +225,7 @@ def test_env_context(env, expected):
     ({"WORLD_SIZE": "two"}, "must be integers"),
     ({"WORLD_SIZE": "2", "RANK": "2"}, "inconsistent torchrun environment: WORLD_SIZE=2, RANK=2"),
     ({"WORLD_SIZE": "0"}, "inconsistent torchrun environment: WORLD_SIZE=0"),
+    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK=2, LOCAL_WORLD_SIZE=2"),
 ])
 def test_env_context_bad(env, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,195 @@
+"""Training patches per second: from the preprocessed cache (memory-mapped) versus from the NIfTI files.
+
+A dataset too large for RAM leaves two ways to draw balanced patches: read (decompress, normalise,
+convert) the case's NIfTI files at every draw, or preprocess every case once into the cache
+(``ACELib.data.cache``) and memory-map it. This script writes a synthetic dataset (default 8 cases,
+2 modalities, 128^3, gzipped NIfTI) in a temporary folder and measures, side by side in one run and
+each in its own subprocess (so that peak memory is its own):
+
+    nifti         per draw: read the case's files, normalise, convert labels, find the class voxels
+    cache         ace's cache, built beforehand (build time reported), memory-mapped, in-process sampler
+    cache+workers the same with DataLoader worker processes (--workers)
+    memory        everything loaded in RAM (today's default; needs RAM for the whole dataset)
+
+Balanced batches of 7 patches of 32^3 (the paper's). The page cache is warm for the cache runs (the
+files were just written): on a cold start the first epoch of patches reads from disk.
+
+    python benchmarks/loading.py [--cases 8] [--modalities 2] [--shape 128 128 128] [--batches 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import brain_like_volume, peak_rss_mb  # noqa: E402
+
+from ACELib.data.contract import list_cases, read_dataset_info, write_case, write_dataset_info  # noqa: E402
+from ACELib.data.loading import LoadedCase, load_datasets  # noqa: E402
+from ACELib.data.preprocessing import Preprocessing  # noqa: E402
+from ACELib.data.sampling import BalancedSampler, extract_patch  # noqa: E402
+from ACELib.io.image import Geometry  # noqa: E402
+from ACELib.labels import annotated_mask, candidate_table, load_task, to_joint  # noqa: E402
+
+CONTRASTS = np.array([[0, 0.25, 0.55, 0.85, 0.45], [0, 0.1, 0.6, 0.5, 1.0]], np.float32)
+
+
+def write_dataset(root: Path, cases: int, modalities: int, shape: tuple[int, int, int]) -> Path:
+    """A one-dataset task (background, CSF, GM, WM, WMH) of synthetic brains; returns the task file."""
+    names = [f"M{i}" for i in range(modalities)]
+    labels = {"background": 0, "CSF": 1, "GM": 2, "WM": 3, "WMH": 4}
+    write_dataset_info(root / "bench", names, labels, cases)
+    geom = Geometry(tuple(reversed(shape)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    for i in range(cases):
+        image = brain_like_volume(shape, channels=modalities, seed=i)
+        # label: the nearest noise-free contrast of the first channel
+        label = np.abs(image[0][None] - CONTRASTS[0][:, None, None, None]).argmin(0).astype(np.uint8)
+        write_case(root / "bench", f"case_{i:03d}", image, geom, label)
+    task = {"name": "bench", "datasets": [{"name": "bench", "path": "bench", "modalities": names,
+                                           "labels": {"1": "CSF", "2": "GM", "3": "WM", "4": "WMH"}}],
+            "labels": [{"name": n, "value": v, "color": "#808080"} for n, v in labels.items()]}
+    path = root / "task.json"
+    path.write_text(json.dumps(task))
+    return path
+
+
+class NiftiSampler:
+    """Balanced draws that read the case from its NIfTI files at every draw (no cache, nothing in RAM)."""
+
+    def __init__(self, task, prep: Preprocessing, patch: int, batch: int, seed: int = 0):
+        self.task, self.ds, self.prep = task, task.train_datasets[0], prep
+        folder = task.dataset_path(self.ds)
+        self.cases = list_cases(folder, read_dataset_info(folder))
+        self.patch, self.batch = (patch,) * 3, batch
+        self.rng = np.random.default_rng(seed)
+        # which classes each case holds: small metadata a no-cache loader may keep
+        self.by_class: dict[int, list] = {}
+        for case in self.cases:
+            _, label, _ = case.read()
+            joint, _ = to_joint(task, self.ds, label)
+            for c in np.unique(joint):
+                self.by_class.setdefault(int(c), []).append(case)
+        self.annotated, self.candidates = annotated_mask(task, self.ds), candidate_table(task, self.ds)
+
+    def sample(self) -> torch.Tensor:
+        images = []
+        classes = sorted(self.by_class)
+        for _ in range(self.batch):
+            c = classes[int(self.rng.integers(len(classes)))]
+            case = self.by_class[c][int(self.rng.integers(len(self.by_class[c])))]
+            image, label, geom = case.read()
+            target = to_joint(self.task, self.ds, label)[0].astype(np.uint8)
+            loaded = LoadedCase(case.name, self.ds.name, self.prep.normalize(image), target, geom)
+            voxels = np.flatnonzero(target.reshape(-1) == c)
+            centre = np.unravel_index(int(voxels[int(self.rng.integers(voxels.size))]), target.shape)
+            images.append(extract_patch(loaded, centre, self.patch)[0])
+        return torch.from_numpy(np.stack(images))
+
+
+def rss_breakdown_mb() -> dict[str, float]:
+    """Current anonymous and file-backed resident memory (Linux), in MB."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                key, val = line.split(":")
+                out[key] = int(val.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def measure(mode: str, task_path: str, cache_dir: str, batches: int, patch: int, batch: int, workers: int) -> dict:
+    """Run one mode in this process; returns setup seconds, patches/s, peak and current memory."""
+    task = load_task(task_path)
+    prep = Preprocessing()
+    t = time.perf_counter()
+    if mode == "nifti":
+        sampler = NiftiSampler(task, prep, patch, batch)
+        next_batch = sampler.sample
+    else:
+        datasets = load_datasets(task, prep, lambda ds: task.input_modalities,
+                                 cache_dir=None if mode == "memory" else cache_dir)
+        if mode == "cache+workers":
+            from ACELib.training.distributed import DistContext, RankBatches
+
+            stream = RankBatches(datasets, patch, batch, seed=0, ctx=DistContext(), workers=workers)
+            next_batch = stream.next
+        else:
+            next_batch = BalancedSampler(datasets, patch, batch, seed=0).sample
+    setup = time.perf_counter() - t
+    next_batch()  # warm-up (starts the workers)
+    t = time.perf_counter()
+    for _ in range(batches):
+        next_batch()
+    seconds = time.perf_counter() - t
+    return {"mode": mode, "setup_s": setup, "patches_per_s": batches * batch / seconds,
+            "peak_rss_mb": peak_rss_mb(), **rss_breakdown_mb()}
+
+
+def _in_subprocess(args, mode: str, task_path: Path, cache_dir: Path, batches: int) -> dict:
+    cmd = [sys.executable, __file__, "--_measure", mode, "--_task", str(task_path), "--_cache", str(cache_dir),
+           "--batches", str(batches), "--patch", str(args.patch), "--batch", str(args.batch),
+           "--workers", str(args.workers), "--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=8)
+    p.add_argument("--modalities", type=int, default=2)
+    p.add_argument("--shape", type=int, nargs=3, default=(128, 128, 128))
+    p.add_argument("--patch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=7)
+    p.add_argument("--batches", type=int, default=30, help="batches timed from the cache and from RAM")
+    p.add_argument("--nifti-batches", type=int, default=2, help="batches timed from the NIfTI files")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--_measure"), p.add_argument("--_task"), p.add_argument("--_cache")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args._measure:
+        print(json.dumps(measure(args._measure, args._task, args._cache, args.batches, args.patch, args.batch,
+                                 args.workers)))
+        return
+    root = Path(tempfile.mkdtemp(prefix="ace-loading-bench-"))
+    try:
+        t = time.perf_counter()
+        task_path = write_dataset(root / "data", args.cases, args.modalities, tuple(args.shape))
+        size = sum(f.stat().st_size for f in (root / "data").rglob("*.nii.gz")) / 2**20
+        print(f"dataset: {args.cases} cases x {args.modalities} modalities at {tuple(args.shape)}, "
+              f"{size:.0f} MB of .nii.gz, written in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        task = load_task(task_path)
+        load_datasets(task, Preprocessing(), lambda ds: task.input_modalities, cache_dir=root / "cache")
+        cache_mb = sum(f.stat().st_size for f in (root / "cache").rglob("*") if f.is_file()) / 2**20
+        print(f"cache: built in {time.perf_counter() - t:.1f} s, {cache_mb:.0f} MB on disk")
+        rows = [_in_subprocess(args, "nifti", task_path, root / "cache", args.nifti_batches)]
+        for mode in ("cache", "cache+workers", "memory"):
+            rows.append(_in_subprocess(args, mode, task_path, root / "cache", args.batches))
+        print(f"\nbalanced batches of {args.batch} patches of {args.patch}^3, torch threads {args.threads}, "
+              f"workers {args.workers}")
+        print(f"{'source':<15}{'setup s':>9}{'patches/s':>11}{'peak RSS MB':>13}{'anon MB':>9}{'file MB':>9}")
+        for r in rows:
+            print(f"{r['mode']:<15}{r['setup_s']:>9.2f}{r['patches_per_s']:>11.1f}{r['peak_rss_mb']:>13.0f}"
+                  f"{r.get('RssAnon', float('nan')):>9.0f}{r.get('RssFile', float('nan')):>9.0f}")
+        by = {r["mode"]: r for r in rows}
+        print(f"\ncache / nifti: {by['cache']['patches_per_s'] / by['nifti']['patches_per_s']:.0f}x patches/s; "
+              f"cache / memory: {by['cache']['patches_per_s'] / by['memory']['patches_per_s']:.2f}x")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
