@@ -178,37 +178,40 @@ class SamplerStream(torch.utils.data.IterableDataset):
     ``stream_seed(seed, rank, 1 + w)``; the loader hands out batches round-robin (batch ``i`` comes
     from worker ``i % N``), so the stream of batches depends only on (seed, rank, N). In a stream
     opened at ``start_step``, each worker skips the draws of the batches its stream made for steps
-    before it, so a resumed run continues the same stream (same N required). With ``restart=True`` the
-    workers start fresh streams seeded with ``restart = 1 + start_step`` instead.
+    before it, so a resumed run continues the same stream (same N required). Streams restarted at
+    step ``origin`` (a resume that could not continue the saved ones) are seeded with
+    ``restart = 1 + origin`` and count their batches from there.
 
     Args:
         datasets, patch_size, batch_size: as for :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
+        origin: None for streams that began with the run, else the step where they were restarted.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
-                 seed: int = 0, rank: int = 0, start_step: int = 0, restart: bool = False):
+                 seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
+        if origin is not None and not 0 <= origin <= start_step:
+            raise ValueError(f"origin must be None or in [0, start_step={start_step}], got {origin}")
         BalancedSampler(datasets, patch_size, batch_size, seed=0)  # check the arguments up front
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
-        self.seed, self.rank, self.start_step, self.restart = seed, rank, start_step, restart
+        self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
 
-        A loader hands out its first batch from worker 0, so worker ``w`` of a loader opened at
-        ``start_step`` plays the stream of worker ``(w + start_step) % num_workers`` of the run.
+        A loader hands out its first batch from worker 0, so worker ``w`` of a loader opened ``k``
+        batches into the streams plays the stream of worker ``(w + k) % num_workers``.
         """
-        if self.restart:
-            return BalancedSampler(self.datasets, self.patch_size, self.batch_size,
-                                   seed=stream_seed(self.seed, self.rank, 1 + worker, self.start_step + 1))
-        role = (worker + self.start_step) % num_workers
+        done = self.start_step - (self.origin or 0)
+        tag = 0 if self.origin is None else self.origin + 1
+        role = (worker + done) % num_workers
         sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
-                                  seed=stream_seed(self.seed, self.rank, 1 + role))
-        sampler.skip(len(range(role, self.start_step, num_workers)))
+                                  seed=stream_seed(self.seed, self.rank, 1 + role, tag))
+        sampler.skip(len(range(role, done, num_workers)))
         return sampler
 
     def __iter__(self):

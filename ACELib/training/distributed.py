@@ -261,16 +261,19 @@ class RankBatches:
         self.legacy = not ctx.distributed and workers == 0
         self.sampler: BalancedSampler | None = None
         self._iter = None
-        self._open(0, restart=False)
+        self.origin: int | None = None  # step where the streams were restarted (None: at the run's start)
+        self._open(0)
 
-    def _open(self, step: int, restart: bool) -> None:
+    def _open(self, step: int) -> None:
         self.close()
         if self.workers == 0:
-            seed = self.seed if self.legacy else stream_seed(self.seed, self.ctx.rank, 0, step + 1 if restart else 0)
+            plain = self.legacy and self.origin is None
+            tag = 0 if self.origin is None else self.origin + 1
+            seed = self.seed if plain else stream_seed(self.seed, self.ctx.rank, 0, tag)
             self.sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size, seed=seed)
             return
         stream = SamplerStream(self.datasets, self.patch_size, self.batch_size, self.seed, self.ctx.rank,
-                               start_step=step, restart=restart)
+                               start_step=step, origin=self.origin)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.workers,
                                              pin_memory=self.pin_memory, prefetch_factor=2)
         self._iter = iter(loader)
@@ -283,7 +286,8 @@ class RankBatches:
         if self.legacy:
             return self.sampler.get_state()
         own = self.sampler.get_state() if self.sampler is not None else None
-        return {"world_size": self.ctx.world_size, "workers": self.workers, "ranks": gather_objects(own, self.ctx)}
+        return {"world_size": self.ctx.world_size, "workers": self.workers, "origin": self.origin,
+                "ranks": gather_objects(own, self.ctx)}
 
     def restore(self, state: dict, step: int) -> None:
         """Continue the streams saved in ``state`` at ``step``; fresh streams when the layout changed."""
@@ -296,11 +300,14 @@ class RankBatches:
                      if "ranks" in state else "1 process x 0 workers")
             log.warning("resuming a run sampled by %s with %d x %d: patch streams restart, seeded by "
                         "(seed, rank, step %d)", saved, self.ctx.world_size, self.workers, step)
-            self._open(step, restart=True)
+            self.origin = step
+            self._open(step)
         elif self.workers == 0:
+            self.origin = state.get("origin")
             self.sampler.set_state(state["ranks"][self.ctx.rank])
         else:
-            self._open(step, restart=False)
+            self.origin = state.get("origin")
+            self._open(step)
 
     def close(self) -> None:
         """Stop the worker processes, if any."""

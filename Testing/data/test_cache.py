@@ -212,9 +212,15 @@ def test_worker_streams_differ_and_are_reproducible(task, tmp_path):
     resumed = _take(torch.utils.data.DataLoader(SamplerStream(datasets, 5, 2, seed=3, start_step=3),
                                                 batch_size=None, num_workers=2), 3)
     assert all(torch.equal(x.image, y.image) for x, y in zip(resumed, first[3:]))
-    restarted = _take(torch.utils.data.DataLoader(SamplerStream(datasets, 5, 2, seed=3, start_step=3, restart=True),
-                                                  batch_size=None, num_workers=2), 1)
+    # streams restarted at step 3 are new ones, and continue exactly too
+    restarted = _take(torch.utils.data.DataLoader(SamplerStream(datasets, 5, 2, seed=3, start_step=3, origin=3),
+                                                  batch_size=None, num_workers=2), 4)
     assert not any(torch.equal(restarted[0].image, x.image) for x in first)
+    later = _take(torch.utils.data.DataLoader(SamplerStream(datasets, 5, 2, seed=3, start_step=4, origin=3),
+                                              batch_size=None, num_workers=2), 3)
+    assert all(torch.equal(x.image, y.image) for x, y in zip(later, restarted[1:]))
+    with pytest.raises(ValueError, match=r"origin must be None or in \[0, start_step=2\], got 3"):
+        SamplerStream(datasets, 5, 2, start_step=2, origin=3)
 
 
 def test_restarted_and_ranked_streams_are_new():

@@ -246,7 +246,7 @@ def test_single_process_keeps_the_plain_sampler_and_its_state(tmp_path, caplog):
         with_workers.restore(state, 5)
     assert "patch streams restart" in caplog.text
     assert with_workers.next().image.shape == (2, 2, 4, 4, 4)
-    assert with_workers.state() == {"world_size": 1, "workers": 1, "ranks": [None]}
+    assert with_workers.state() == {"world_size": 1, "workers": 1, "origin": 5, "ranks": [None]}
     with_workers.close()
     with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
         RankBatches(datasets, 4, 2, seed=3, ctx=ctx, workers=-1)
