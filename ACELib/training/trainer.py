@@ -197,7 +197,8 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
                              seed=config.seed, cache_dir=config.cache_dir)
     train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
     torch.manual_seed(config.seed)
-    net = UNet3D(_net_config(plan, config)).to(device)
+    # channels-last: oneDNN runs 3D convolutions (and above all their backward) several times faster
+    net = UNet3D(_net_config(plan, config)).to(device, memory_format=torch.channels_last_3d)
     model = wrap_model(net, ctx, device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     batches = RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
@@ -235,7 +236,7 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
             candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(batch.image)
+            logits = model(batch.image.contiguous(memory_format=torch.channels_last_3d))
         loss = loss_fn(logits.float(), target, annotated, candidates)
         loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
         if not torch.isfinite(loss_value):

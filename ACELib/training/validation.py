@@ -58,7 +58,7 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
 
     def run(x):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            return net(x)
+            return net(x.contiguous(memory_format=torch.channels_last_3d))
 
     try:
         for ds in datasets:
