@@ -2,7 +2,7 @@
 
 A dataset of 500 cases x 4 modalities at 240x240x155 is about 140 GB as float32: it does not fit in
 RAM. Each case is therefore read, resampled, normalised and converted to joint labels once, and
-written as plain ``.npy`` arrays that later runs open with ``np.load(mmap_mode="r")``: the operating
+written as plain ``.npy`` arrays that later runs memory-map with ``np.load(mmap_mode=...)``: the operating
 system pages in only the voxels a patch touches, and processes on one machine (distributed ranks,
 sampling workers) share those pages. Layout::
 
@@ -100,7 +100,7 @@ class CachedCase(LoadedCase):
 
 
 def open_entry(entry: str | os.PathLike) -> CachedCase:
-    """Map a built entry (``image.npy``/``target.npy`` as read-only ``np.memmap``).
+    """Map a built entry (``image.npy`` copy-on-write, ``target.npy`` read-only, both ``np.memmap``).
 
     Raises:
         FileNotFoundError: ``entry`` is not a built cache entry.
@@ -110,7 +110,9 @@ def open_entry(entry: str | os.PathLike) -> CachedCase:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{str(entry)!r} is not a cache entry (no meta.json)")
     meta = json.loads(meta_path.read_text())
-    image = np.load(entry / "image.npy", mmap_mode="r")
+    # copy-on-write: pages are shared and read lazily like "r", but the array reports itself writable,
+    # so torch.from_numpy (validation) takes it without a warning; a write would stay in this process
+    image = np.load(entry / "image.npy", mmap_mode="c")
     target = np.load(entry / "target.npy", mmap_mode="r")
     with np.load(entry / "class_voxels.npz") as z:
         class_voxels = {int(k): z[k] for k in sorted(z.files, key=int)}
