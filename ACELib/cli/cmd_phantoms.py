@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--counts", type=int, nargs=3, metavar=("A", "L", "T"), default=None,
                    help="cases of the anatomy, lesion and test datasets (default: the paper's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same phantoms")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="cases generated in parallel by N processes (default 1); same result for any N")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty folder, replacing the scenario's datasets")
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(f"phantoms {args.scenario}", unit="case")
     try:
         task = make_scenario(args.scenario, args.out, quick=args.quick, spacing=args.spacing, counts=args.counts,
-                             seed=args.seed, overwrite=args.overwrite, progress=bar)
+                             seed=args.seed, overwrite=args.overwrite, progress=bar, workers=args.workers)
     except ImportError as exc:  # nilearn, which ships the template, is an optional dependency
         print(f"ace phantoms: error: {exc}", file=sys.stderr)
         return 2

@@ -156,7 +156,7 @@ def _dataset_label_values(sc: Scenario, plan: DatasetPlan) -> dict[str, int]:
 
 def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = False, spacing: float | None = None,
                   counts: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
-                  progress: ProgressFn | None = None) -> Path:
+                  progress: ProgressFn | None = None, workers: int = 1) -> Path:
     """Generate a scenario's three datasets and its task file.
 
     Args:
@@ -169,49 +169,79 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
         seed: non-negative integer; the same seed gives the same phantoms.
         overwrite: replace the scenario's dataset folders and files in a non-empty ``out_dir``.
         progress: called as ``progress(done, total, message)`` after each case.
+        workers: processes generating cases in parallel (1: in this process). The result does not
+            depend on it.
 
     Returns:
         Path of the written task file.
 
     Raises:
-        ValueError: unknown scenario, bad counts, seed or spacing.
+        ValueError: unknown scenario, bad counts, seed, spacing or workers.
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is False (or is a file).
         ImportError: nilearn (the template) is not installed.
     """
     sc = get_scenario(scenario)
     counts = _check_counts(sc, counts)
     _check_seed(seed)
-    if spacing is None:
-        spacing = PROFILES["quick" if quick else "full"]
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    spacing = float(PROFILES["quick" if quick else "full"] if spacing is None else spacing)
     out = _prepare_output(Path(out_dir), sc, overwrite)
-    template = load_template(float(spacing))
+    template = load_template(spacing)
     task = scenario_task(scenario, root=out)
-    total = sum(counts)
-    done = 0
-    record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": float(spacing),
+    jobs = []
+    for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
+        values = _dataset_label_values(sc, plan)
+        write_dataset_info(out / plan.folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
+        jobs.extend((sc.name, index, i, spacing, int(seed), str(out), overwrite) for i in range(count))
+    infos: dict[tuple[int, int], dict] = {}
+
+    def report(job, info) -> None:
+        infos[job[1], job[2]] = info
+        if progress is not None:
+            progress(len(infos), len(jobs), f"{sc.datasets[job[1]].folder} {_case_name(sc, job[1], job[2])}")
+
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            report(job, _write_case(job))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            futures = {pool.submit(_write_case, job): job for job in jobs}
+            for future in concurrent.futures.as_completed(futures):
+                report(futures[future], future.result())
+    record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": spacing,
                     "shape_dhw": list(template.shape), "counts": dict(zip(("anatomy", "lesion", "test"), counts)),
                     "datasets": {}}
     for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
-        folder = out / plan.folder
-        scanner = _scanner(sc, index, seed)
-        values = _dataset_label_values(sc, plan)
-        write_dataset_info(folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
-        cases = {}
-        for i in range(count):
-            subject = _subject(sc, index, i, template, scanner, seed)
-            label = {"tissue": subject.tissue, "lesion": subject.lesion, "joint": subject.joint}[plan.labels]
-            name = f"{sc.name}_{plan.name}_{i:03d}"
-            write_case(folder, name, subject.stack(plan.modalities), subject.geometry, label, overwrite=overwrite)
-            cases[name] = {k: round(float(v), 3) for k, v in subject.info.items()}
-            done += 1
-            if progress is not None:
-                progress(done, total, f"{plan.folder} {name}")
-        record["datasets"][plan.name] = {"folder": plan.folder, "scanner": scanner.to_dict(), "cases": cases}
-        log.info("%s: %d cases written", folder, count)
+        record["datasets"][plan.name] = {
+            "folder": plan.folder, "scanner": _scanner(sc, index, seed).to_dict(),
+            "cases": {_case_name(sc, index, i): infos[index, i] for i in range(count)},
+        }
+        log.info("%s: %d cases written", out / plan.folder, count)
     atomic_write_text(out / RECORD_FILE, json.dumps(record, indent=1) + "\n")
     task_path = out / TASK_FILE
     save_task(task, task_path)
     return task_path
+
+
+def _case_name(sc: Scenario, index: int, case: int) -> str:
+    return f"{sc.name}_{sc.datasets[index].name}_{case:03d}"
+
+
+def _write_case(job: tuple) -> dict:
+    """Generate and write one case (runs in worker processes too); returns its generation record."""
+    scenario, index, case, spacing, seed, out, overwrite = job
+    sc = get_scenario(scenario)
+    plan = sc.datasets[index]
+    subject = _subject(sc, index, case, load_template(spacing), _scanner(sc, index, seed), seed)
+    label = {"tissue": subject.tissue, "lesion": subject.lesion, "joint": subject.joint}[plan.labels]
+    write_case(Path(out) / plan.folder, _case_name(sc, index, case), subject.stack(plan.modalities),
+               subject.geometry, label, overwrite=overwrite)
+    return {k: round(float(v), 3) for k, v in subject.info.items()}
 
 
 def scenario_subject(scenario: str, dataset: str, case: int, *, quick: bool = False,

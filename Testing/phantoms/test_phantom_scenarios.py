@@ -136,7 +136,22 @@ def test_test_set_intensities_are_shifted_from_training(generated):
     assert scanners[0]["contrast"] != scanners[2]["contrast"]
 
 
+@pytest.mark.slow  # two spawned processes each load the template
+def test_worker_processes_write_the_same_cases(generated, tmp_path):
+    parallel = make_scenario("tumor", tmp_path / "p", spacing=TINY_SPACING, counts=COUNTS, seed=5, workers=2)
+    serial = _read_all(generated["tumor"][0])[1]
+    for ds, cases in _read_all(parallel)[1].items():
+        for (name_a, img_a, lab_a, _), (name_b, img_b, lab_b, _) in zip(cases, serial[ds]):
+            assert name_a == name_b
+            np.testing.assert_array_equal(img_a, img_b)
+            np.testing.assert_array_equal(lab_a, lab_b)
+    record_a = json.loads((parallel.parent / "phantoms.json").read_text())
+    record_b = json.loads((generated["tumor"][0].parent / "phantoms.json").read_text())
+    assert record_a == record_b
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
+    ({"workers": 0}, "workers must be a positive integer"),
     ({"scenario": "wmhh"}, r"scenario must be one of \['tumor', 'wmh'\], got 'wmhh'"),
     ({"counts": (1, 2)}, r"counts must be three integers >= 1 \(anatomy, lesion, test\)"),
     ({"counts": (1, 0, 1)}, "counts must be three integers >= 1"),
