@@ -8,11 +8,13 @@ Every cross-entropy loss of the package is, per voxel ``v`` of sample ``b`` with
 A custom autograd function computes both with a handful of passes over the ``(B, C, N)`` logits,
 instead of autograd through a log-softmax, a ``(B, C, N)`` mask gather and a masked log-sum-exp:
 
-* forward: one fused ``softmax``, the probability of the target (a gather), and for each *set row*
-  (a target class whose candidate row is not a singleton in some sample; ACE has at most one, the
-  background) the row's probability mass, ``bmm((B, 1, C), (B, C, N))``. No ``(B, C, N)`` mask.
-* backward: ``p * (g - h * row)`` (one fused ``addcmul`` per set row, one multiplication), then the
-  ``-g`` of singleton voxels scattered onto their target.
+* forward: one fused ``softmax``; the probability mass of every candidate row at every voxel,
+  ``bmm(candidates (B, C, C), p (B, C, N))``, only when some row is not a singleton (cross entropy
+  skips it); the mass of the target's row, a gather. No ``(B, C, N)`` mask is built.
+* backward: ``p * (g - h * row)`` at the voxels of a *set row* (a target class whose candidate row
+  is not a singleton in some sample; ACE has at most one, the background), one fused ``addcmul``
+  per set row and one multiplication, then the ``-g`` of singleton voxels scattered onto their
+  target: ``softmax(z) - onehot(t)``.
 
 Numerics: ``P(S) = sum_S p`` is accurate to a few ulps while it is a normal float. Voxels whose
 ``P(S)`` falls below ``_TINY`` (a loss above ~69 nats, rare after the first steps) are recomputed
@@ -54,7 +56,8 @@ def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     return (peak + torch.log(total)).squeeze(dim)
 
 
-def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torch.dtype):
+def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torch.dtype,
+              in_set: torch.Tensor | None = None):
     """The set rows of candidate tables and the voxels of each, as float masks.
 
     A set row is a target class ``r`` whose candidate row holds more than ``r`` itself in at least
@@ -67,11 +70,13 @@ def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torc
     if candidates is None:
         return [], None
     wide = candidates.sum(dim=2) > 1  # (B, C): rows that are not singletons
-    rows_r = wide.any(dim=0).nonzero().flatten().tolist()
+    rows_r = [r for r, any_wide in enumerate(wide.any(dim=0).tolist()) if any_wide]
     if not rows_r:
         return [], None
     wide_f = wide.to(dtype)
-    in_set = wide_f.gather(1, target).unsqueeze(1)  # (B, 1, N): 1 at voxels of any set row
+    if in_set is None:
+        in_set = wide_f.gather(1, target)
+    in_set = in_set.to(dtype).unsqueeze(1)  # (B, 1, N): 1 at voxels of any set row
     rows = []
     for r in rows_r:
         voxels = in_set if len(rows_r) == 1 else (target == r).unsqueeze(1).to(dtype).mul_(wide_f[:, r, None, None])
@@ -83,14 +88,17 @@ class _SetNLL(torch.autograd.Function):
     """``(z (B, C, N), target (B, N), candidates (B, C, C) | None) -> (B, N)`` loss; see module docstring."""
 
     @staticmethod
-    def forward(ctx, logits, target, candidates):
+    def forward(ctx, logits, target, candidates, in_set):
         prob = torch.softmax(logits, dim=1)  # (B, C, N)
         index = target.unsqueeze(1)  # (B, 1, N)
-        mass = prob.gather(1, index)  # (B, 1, N): P(S) of singleton voxels
-        rows, in_set = _set_rows(candidates, target, logits.dtype)
-        for weights, voxels in rows:
-            row_mass = torch.bmm(weights, prob)  # (B, 1, N): the row's probability mass
-            mass = torch.lerp(mass, row_mass, voxels)  # exact for a 0/1 weight
+        rows, in_set = _set_rows(candidates, target, logits.dtype, in_set)
+        if rows:
+            # Mass of every candidate row at every voxel, then the target's row. A singleton row
+            # gives its probability exactly (products with 0 are 0, with 1 the value itself).
+            row_mass = torch.bmm(candidates.to(logits.dtype), prob)  # (B, C, N)
+            mass = row_mass.gather(1, index)
+        else:
+            mass = prob.gather(1, index)  # (B, 1, N)
         mass = mass.clamp_(max=1.0)
         loss = mass.log().neg_().squeeze(1)
         fix = None
@@ -107,31 +115,43 @@ class _SetNLL(torch.autograd.Function):
     def backward(ctx, grad_loss):
         prob, index, mass = ctx.saved_tensors
         rows, in_set, fix = ctx.rows, ctx.in_set, ctx.fix
-        g = grad_loss.unsqueeze(1).contiguous()  # (B, 1, N); often an expanded scalar
-        g_fast = g
-        if fix is not None:  # flagged voxels take no part in the fast path, they get their gradient below
+        if grad_loss.numel() and not any(grad_loss.stride()):  # an expanded scalar ("mean", "sum")
+            g = torch.full_like(mass, float(grad_loss.reshape(-1)[0]))  # (B, 1, N)
+        else:
+            g = grad_loss.unsqueeze(1).contiguous()
+        # The fast path's factor of g: a number when it is uniform, else a tensor without the
+        # flagged voxels (they get their exact gradient at the end).
+        if fix is None and not any(grad_loss.stride()):
+            g_fast = float(g.reshape(-1)[0]) if g.numel() else 0.0
+        else:
             g_fast = g.clone()
-            g_fast[fix[0], 0, fix[1]] = 0.0
+            if fix is not None:
+                g_fast[fix[0], 0, fix[1]] = 0.0
         if rows:
             # d/dz_c = p_c * (g - [c in S] * g / P(S)) at set voxels, one set row at a time.
-            h = g_fast / mass
+            h = in_set / mass
+            if isinstance(g_fast, torch.Tensor):
+                h.mul_(g_fast)
+                scale = -1.0
+            else:
+                scale = -g_fast
             grad = None
             for weights, voxels in rows:
-                h_row = h * voxels
+                h_row = h if len(rows) == 1 else h * voxels
                 if grad is None:
-                    grad = torch.addcmul(g, h_row, weights.transpose(1, 2), value=-1.0)  # (B, C, N)
+                    grad = torch.addcmul(g, h_row, weights.transpose(1, 2), value=scale)  # (B, C, N)
                 else:
-                    grad.addcmul_(h_row, weights.transpose(1, 2), value=-1.0)
+                    grad.addcmul_(h_row, weights.transpose(1, 2), value=scale)
             grad.mul_(prob)
-            scatter = g_fast * (in_set - 1.0)  # -g at singleton voxels, 0 at set voxels
+            scatter = (in_set - 1.0).mul_(g_fast)  # -g at singleton voxels, 0 at set voxels
         else:
             grad = prob * g
-            scatter = g_fast.neg()
+            scatter = g.neg() if fix is None else g_fast.neg_()
         grad.scatter_add_(1, index, scatter)  # singleton voxels: p - onehot(t)
         if fix is not None:
             b, v, _, allowed_softmax = fix
             grad[b, :, v] -= g[b, 0, v].unsqueeze(1) * allowed_softmax
-        return grad, None, None
+        return grad, None, None, None
 
 
 def _exact(logits, target, candidates, bad):
@@ -147,14 +167,18 @@ def _exact(logits, target, candidates, bad):
         allowed = torch.nn.functional.one_hot(t, logits.shape[1]).bool()
     else:
         allowed = candidates[b, t]  # (K, C)
-    lse_allowed = masked_logsumexp(z, allowed, dim=1)
+    # Softmax over the allowed set relative to its own peak (exact when its logits tie), then
+    # its log-sum-exp; excluded entries are exactly 0 (no -inf * 0).
+    peak = z.masked_fill(~allowed, torch.finfo(z.dtype).min).amax(dim=1, keepdim=True)
+    terms = torch.where(allowed, torch.exp((z - peak).clamp(_LOG_TERM_FLOOR, 0.0)), 0.0)
+    total = terms.sum(dim=1, keepdim=True)
+    lse_allowed = (peak + torch.log(total)).squeeze(1)
     loss = torch.logsumexp(z, dim=1) - lse_allowed
-    exponent = (z - lse_allowed.unsqueeze(1)).clamp(max=0.0)
-    allowed_softmax = torch.where(allowed, torch.exp(exponent), 0.0)
-    return b, v, loss.clamp_min(0.0), allowed_softmax
+    return b, v, loss.clamp_min(0.0), terms / total
 
 
-def set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+def set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor | None,
+            in_set: torch.Tensor | None = None) -> torch.Tensor:
     """Per-voxel ``-log P(S)``, ``S`` the target's candidate row (its target alone for ``None``).
 
     Inputs are assumed checked; call inside :func:`ACELib.losses._common.float32_region`.
@@ -163,11 +187,15 @@ def set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor
         logits: ``(B, C, *spatial)`` floating raw scores (float32 for the losses; float64 works).
         target: ``(B, *spatial)`` int64 class indices in ``[0, C)``.
         candidates: ``(B, C, C)`` bool candidate tables with a True diagonal, or None (cross entropy).
+        in_set: optional ``(B, *spatial)`` 0/1 mask of the voxels whose candidate row is not a
+            singleton, when the caller has it already (used only when there is one such row).
 
     Returns:
         ``(B, *spatial)`` loss in the logits' dtype, differentiable with respect to ``logits``.
     """
     batch, num_classes, *spatial = logits.shape
     flat = logits.reshape(batch, num_classes, -1)
-    loss = _SetNLL.apply(flat, target.reshape(batch, -1), candidates)
+    if in_set is not None:
+        in_set = in_set.reshape(batch, -1)
+    loss = _SetNLL.apply(flat, target.reshape(batch, -1), candidates, in_set)
     return loss.reshape(batch, *spatial)

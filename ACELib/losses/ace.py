@@ -31,7 +31,7 @@ from ACELib.losses._common import (
     float32_region,
     reduce_voxel_loss,
 )
-from ACELib.losses.marginal import candidate_set_nll
+from ACELib.losses._set_nll import set_nll
 
 LABEL_SETS = ("dataset", "patch")
 
@@ -118,8 +118,42 @@ def adaptive_cross_entropy(
         raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
     check_reduction(reduction)
     weight = check_weight(weight, logits)
-    present = check_target_annotated(target, annotated)
+    if label_set == "dataset":
+        present, in_set = None, _dataset_set_voxels(target, annotated)
+    else:
+        present, in_set = _present_in_partial_samples(target, annotated), None
     candidates = ace_candidates(annotated, label_set, present)
     with float32_region(logits):
-        loss = candidate_set_nll(logits.float(), target, candidates)
+        loss = set_nll(logits.float(), target, candidates, in_set)
         return reduce_voxel_loss(loss, target, reduction, weight)
+
+
+def _present_in_partial_samples(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` bool: labels present in the target of each partially annotated sample (patch mode).
+
+    Rows of fully annotated samples stay False: their ACE is cross entropy whatever the patch
+    holds, and any label is annotated there. Raises like :func:`check_target_annotated` when a
+    partially annotated sample's target holds a label its dataset does not annotate.
+    """
+    num_classes = annotated.shape[1]
+    present = torch.zeros_like(annotated)
+    for b in (~annotated.all(dim=1)).nonzero().flatten().tolist():
+        present[b] = torch.bincount(target[b].reshape(-1), minlength=num_classes) > 0
+    if bool((present & ~annotated).any()):
+        check_target_annotated(target, annotated)
+    return present
+
+
+def _dataset_set_voxels(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """Float 0/1 ``(B, *spatial)``: background voxels of partially annotated samples (dataset mode).
+
+    One table lookup per voxel that also checks the target: a voxel whose label its sample does not
+    annotate looks up 2, and then :func:`check_target_annotated` raises with the details.
+    """
+    batch, num_classes = annotated.shape
+    code = (~annotated).float().mul_(2.0)  # (B, C): 2 = not annotated
+    code[:, 0] = (~annotated.all(dim=1)).float()  # background of a partially annotated sample
+    voxel_code = code.gather(1, target.reshape(batch, -1))
+    if voxel_code.numel() and float(voxel_code.amax()) > 1.0:
+        check_target_annotated(target, annotated)
+    return voxel_code.view(target.shape)
