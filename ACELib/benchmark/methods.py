@@ -1,0 +1,62 @@
+"""The methods compared by ``ace benchmark`` and the two profiles it runs them with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ACELib.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compared method: a display name and how it is trained."""
+
+    key: str
+    title: str
+    loss: str
+    multi_unet: bool = False
+
+
+METHODS: dict[str, Method] = {m.key: m for m in (
+    Method("multi-unet", "Multi-UNet (CE)", "ce", multi_unet=True),
+    Method("naive-ce", "Naive CE", "ce"),
+    Method("naive-dice", "Naive Dice", "dice"),
+    Method("ace-patch", "ACE (paper, patch labels)", "ace-patch"),
+    Method("ace", "ACE (dataset labels)", "ace"),
+    Method("ace+dice", "ACE + marginal Dice", "ace+dice"),
+)}
+REFERENCE_METHOD = "ace"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Training settings shared by every method of a benchmark run."""
+
+    name: str
+    phantoms_quick: bool
+    train: TrainConfig
+
+
+PROFILES: dict[str, Profile] = {
+    # paper settings (32^3 patches, batches of 7, 32 base channels, 4 blocks per path): meant for a GPU
+    "full": Profile("full", False, TrainConfig(iterations=4000, batch_size=7, patch_size=32, base_channels=32,
+                                               depth=4, validation_interval=250, checkpoint_interval=250)),
+    # small network and 3 mm phantoms: a scenario in about a quarter of an hour on 2 CPU cores
+    "quick": Profile("quick", True, TrainConfig(iterations=240, batch_size=7, patch_size=24, base_channels=8,
+                                                depth=3, validation_interval=80, checkpoint_interval=80)),
+}
+
+
+def method_config(profile: Profile, method: Method, seed: int, device: str = "auto") -> TrainConfig:
+    """The training settings of ``method`` under ``profile`` with ``seed``."""
+    return profile.train.with_changes(loss=method.loss, multi_unet=method.multi_unet, seed=seed, device=device)
+
+
+def get_methods(keys) -> list[Method]:
+    """Methods by key (all when ``keys`` is empty); a typo lists the valid keys."""
+    if not keys:
+        return list(METHODS.values())
+    unknown = [k for k in keys if k not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; valid: {list(METHODS)}")
+    return [METHODS[k] for k in keys]

@@ -1,0 +1,65 @@
+import pytest
+
+from ACELib.benchmark import PROFILES, Profile, get_methods, run_benchmark
+from ACELib.benchmark.demo import run_demo
+from ACELib.benchmark.report import table1, wilcoxon_table
+from ACELib.training import TrainConfig
+
+TINY = Profile("tiny", True, TrainConfig(iterations=4, batch_size=2, patch_size=8, base_channels=2, depth=2,
+                                         validation_interval=2, checkpoint_interval=2))
+
+
+def _rows(values):
+    return [{"case": f"c{i}", "label": "WM", "dice": v} for i, v in enumerate(values)]
+
+
+def test_table1_averages_case_statistics_over_seeds():
+    results = {"ace": {0: _rows([0.8, 0.6]), 1: _rows([0.6, 0.4])}}
+    (row,) = table1(results, ["WM"])
+    assert row["mean"] == pytest.approx(0.6) and row["std"] == pytest.approx(0.1)
+    assert row["seed_sd"] == pytest.approx(0.1) and row["seeds"] == 2
+
+
+def test_wilcoxon_table_pairs_cases_on_seed_means():
+    ace = {0: _rows([0.9, 0.8, 0.85, 0.7, 0.95, 0.75])}
+    ce = {0: _rows([0.1, 0.2, 0.15, 0.3, 0.05, 0.25])}
+    (row,) = wilcoxon_table({"ace": ace, "naive-ce": ce}, ["WM"])
+    assert row["n"] == 6 and row["median_difference"] > 0
+    assert row["p_value"] == pytest.approx(0.03125)  # exact two-sided p of 6 wins out of 6
+
+
+def test_method_typo_lists_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown methods \['ace2'\]; valid: \['multi-unet'"):
+        get_methods(["ace2"])
+    assert set(PROFILES) == {"quick", "full"}
+
+
+def test_benchmark_end_to_end_and_resume(tmp_path, monkeypatch):
+    import ACELib.phantoms.scenarios as scenarios
+
+    monkeypatch.setitem(scenarios.PROFILES, "quick", 12.0)  # 12 mm voxels: tiny phantoms
+    out = run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-ce", "multi-unet", "ace"],
+                        counts=(2, 3, 2), device="cpu", command="ace benchmark (test)")
+    for name in ("table1.md", "table1.csv", "wilcoxon.csv", "figure3_boxplot.png", "figure4_qualitative.png",
+                 "README.md"):
+        assert (out / name).exists(), name
+    table = (out / "table1.md").read_text()
+    assert "| Naive CE |" in table and "WMH" in table and "Wilcoxon" in table
+    model = out / "runs/ace/seed0/model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-ce", "multi-unet", "ace"], device="cpu")
+    assert model.stat().st_mtime_ns == stamp  # resumed: nothing trained again
+
+
+def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
+    import ACELib.benchmark.demo as demo
+    import ACELib.phantoms.scenarios as scenarios
+
+    monkeypatch.setitem(scenarios.PROFILES, "quick", 12.0)
+    monkeypatch.setattr(demo, "DEMO_COUNTS", (2, 3, 1))
+    monkeypatch.setitem(demo.PROFILES, "quick", TINY)
+    scores = run_demo(tmp_path, device="cpu")
+    assert set(scores) == {"ace", "naive-ce"} and set(scores["ace"]) == {"CSF", "GM", "WM", "WMH"}
+    assert all(0 <= v <= 1 for s in scores.values() for v in s.values())
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+    assert len(list(tmp_path.glob("*_ace.nii.gz"))) == 1
