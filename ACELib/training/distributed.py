@@ -147,6 +147,10 @@ def wrap_model(net: torch.nn.Module, ctx: DistContext, device: torch.device) -> 
         converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         if converted is not net:
             raise TypeError("wrap_model: the network's root module must not be a batch norm layer")
+    with torch.no_grad():  # 1x1x1 kernels: channels-last strides are ambiguous and their gradients come
+        for p in net.parameters():  # back with plain strides; match them so DDP's buckets do not warn
+            if p.dim() == 5 and p.shape[2:] == (1, 1, 1):
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)  # rank 0's buffers at every forward
 
