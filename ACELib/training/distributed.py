@@ -110,7 +110,7 @@ def distributed_session(device: str = "auto", timeout_s: float = TIMEOUT_S) -> I
     from ACELib.inference.device import resolve_device
 
     env = env_context()
-    if env.world_size == 1 or dist.is_initialized():
+    if env.world_size == 1 or (dist.is_available() and dist.is_initialized()):
         yield current_context()
         return
     if not dist.is_available():
@@ -121,6 +121,10 @@ def distributed_session(device: str = "auto", timeout_s: float = TIMEOUT_S) -> I
                          "pass --device cpu")
     backend = "nccl" if kind == "cuda" else "gloo"
     if kind == "cuda":
+        if env.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {env.local_rank} of this machine needs a GPU of its own, but only "
+                             f"{torch.cuda.device_count()} are visible: use --nproc-per-node <= "
+                             f"{torch.cuda.device_count()}")
         torch.cuda.set_device(env.local_rank)
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     try:
