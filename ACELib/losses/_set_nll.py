@@ -99,10 +99,12 @@ class _SetNLL(torch.autograd.Function):
             mass = row_mass.gather(1, index)
         else:
             mass = prob.gather(1, index)  # (B, 1, N)
-        mass = mass.clamp_(max=1.0)
+        low, high = (float(v) for v in torch.aminmax(mass)) if mass.numel() else (1.0, 1.0)
+        if high > 1.0:  # a set holding (nearly) every class, rounded above 1
+            mass.clamp_(max=1.0)
         loss = mass.log().neg_().squeeze(1)
         fix = None
-        if float(mass.amin()) < _TINY:
+        if low < _TINY:
             fix = _exact(logits, target, candidates, mass.squeeze(1) < _TINY)
             loss[fix[0], fix[1]] = fix[2]
             mass.clamp_(min=_TINY)  # no 0 / 0 in the backward; flagged voxels are redone there

@@ -118,10 +118,10 @@ def adaptive_cross_entropy(
         raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
     check_reduction(reduction)
     weight = check_weight(weight, logits)
-    if label_set == "dataset":
-        present, in_set = None, _dataset_set_voxels(target, annotated)
-    else:
-        present, in_set = _present_in_partial_samples(target, annotated), None
+    # In both modes the background row is a set exactly in partially annotated samples (patch mode:
+    # labels a dataset does not annotate cannot be present, so its set always holds more than 0).
+    in_set = _set_voxels(target, annotated)
+    present = _present_in_partial_samples(target, annotated) if label_set == "patch" else None
     candidates = ace_candidates(annotated, label_set, present)
     with float32_region(logits):
         loss = set_nll(logits.float(), target, candidates, in_set)
@@ -132,20 +132,17 @@ def _present_in_partial_samples(target: torch.Tensor, annotated: torch.Tensor) -
     """``(B, C)`` bool: labels present in the target of each partially annotated sample (patch mode).
 
     Rows of fully annotated samples stay False: their ACE is cross entropy whatever the patch
-    holds, and any label is annotated there. Raises like :func:`check_target_annotated` when a
-    partially annotated sample's target holds a label its dataset does not annotate.
+    holds. The target is assumed checked (:func:`_set_voxels`).
     """
     num_classes = annotated.shape[1]
     present = torch.zeros_like(annotated)
     for b in (~annotated.all(dim=1)).nonzero().flatten().tolist():
         present[b] = torch.bincount(target[b].reshape(-1), minlength=num_classes) > 0
-    if bool((present & ~annotated).any()):
-        check_target_annotated(target, annotated)
     return present
 
 
-def _dataset_set_voxels(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
-    """Float 0/1 ``(B, *spatial)``: background voxels of partially annotated samples (dataset mode).
+def _set_voxels(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """Float 0/1 ``(B, *spatial)``: background voxels of partially annotated samples.
 
     One table lookup per voxel that also checks the target: a voxel whose label its sample does not
     annotate looks up 2, and then :func:`check_target_annotated` raises with the details.
