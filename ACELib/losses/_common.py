@@ -83,9 +83,11 @@ def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> tor
     """Raise when a sample's target holds a label its dataset does not annotate.
 
     Returns:
-        ``(B, C)`` bool: which labels are present in each sample's target.
+        ``(B, C)`` float32: the voxel count of each label in each sample's target
+        (:func:`label_counts`).
     """
-    present = labels_present(target, annotated.shape[1])
+    counts = label_counts(target, annotated.shape[1])
+    present = counts > 0
     bad = present & ~annotated
     if bool(bad.any()):
         b, j = (int(v) for v in bad.nonzero()[0])
@@ -93,17 +95,23 @@ def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> tor
             f"target of sample {b} holds joint label {j}, which annotated[{b}] marks as not annotated "
             f"by that sample's dataset"
         )
-    return present
+    return counts
 
 
 def labels_present(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, C)`` bool: which joint labels occur in each sample of ``target`` ``(B, *spatial)``."""
+    return label_counts(target, num_classes) > 0
+
+
+def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(B, C)`` float32 voxel count of each joint label in each sample of ``target`` ``(B, *spatial)``.
+
+    Float counts: exact up to 2**24 voxels per sample, and never 0 once a label occurs.
+    """
     batch = target.shape[0]
     flat = target.reshape(batch, -1)
-    # Float counts: exact up to 2**24 voxels per sample, and never 0 once a label occurs.
     counts = torch.zeros(batch, num_classes, device=target.device)
-    counts.scatter_add_(1, flat, torch.ones(1, 1, device=target.device).expand_as(flat))
-    return counts > 0
+    return counts.scatter_add_(1, flat, torch.ones(1, 1, device=target.device).expand_as(flat))
 
 
 def check_candidates(candidates: torch.Tensor, logits: torch.Tensor) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ACELib.losses._common import (
     check_annotated,
     check_logits_target,
     check_target_annotated,
     float32_region,
+    label_counts,
 )
 
 
@@ -31,22 +33,52 @@ def _check_dice_options(smooth: float, include_background: bool) -> None:
         raise ValueError(f"include_background must be a bool, got {include_background!r}")
 
 
-def _dice_per_class(prob: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+class _DicePerClass(torch.autograd.Function):
+    """``(prob (B, C, N), target (B, N), counts (B, C), smooth) -> Dice (B, C)``, gradient written directly.
+
+    ``d Dice_bc / d prob_bcv = 2 [t_v = c] / den_bc - num_bc / den_bc^2``: a per-(sample, class)
+    constant plus a term at the target class, so the backward is one broadcast and one scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, prob, target, counts, smooth):
+        batch, num_classes, _ = prob.shape
+        prob_at_target = prob.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, N): p of the true class
+        intersection = prob.new_zeros(batch, num_classes).scatter_add_(1, target, prob_at_target)
+        numerator = 2.0 * intersection + smooth
+        denominator = prob.sum(dim=2) + counts + smooth
+        ctx.save_for_backward(target, numerator, denominator)
+        ctx.num_voxels = prob.shape[2]
+        return numerator / denominator
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_dice):
+        target, numerator, denominator = ctx.saved_tensors
+        at_target = 2.0 * grad_dice / denominator  # (B, C)
+        everywhere = -grad_dice * numerator / denominator.square()
+        grad = everywhere.unsqueeze(2).expand(-1, -1, ctx.num_voxels).contiguous()  # (B, C, N)
+        grad.scatter_add_(1, target.unsqueeze(1), at_target.gather(1, target).unsqueeze(1))
+        return grad, None, None, None
+
+
+def _dice_per_class(
+    prob: torch.Tensor, target: torch.Tensor, smooth: float, counts: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft Dice of each sample and class, without building the one-hot target.
 
     Args:
         prob: ``(B, C, N)`` float32 probabilities.
         target: ``(B, N)`` int64 class indices.
+        smooth: added to numerator and denominator.
+        counts: ``(B, C)`` float32 voxels of each class in each sample's target, when known.
 
     Returns:
         ``(B, C)`` float32 Dice values.
     """
-    batch, num_classes, _ = prob.shape
-    prob_at_target = prob.gather(1, target.unsqueeze(1)).squeeze(1)  # (B, N): p of the true class
-    intersection = prob.new_zeros(batch, num_classes).scatter_add(1, target, prob_at_target)
-    target_size = prob.new_zeros(batch, num_classes).scatter_add(1, target, torch.ones_like(prob_at_target))
-    pred_size = prob.sum(dim=2)
-    return (2.0 * intersection + smooth) / (pred_size + target_size + smooth)
+    if counts is None:
+        counts = label_counts(target, prob.shape[1])
+    return _DicePerClass.apply(prob, target, counts.to(prob.dtype), smooth)
 
 
 def soft_dice_loss(
@@ -120,15 +152,17 @@ def marginal_dice_loss(
     target = check_logits_target(logits, target)
     annotated = check_annotated(annotated, logits)
     _check_dice_options(smooth, include_background)
-    check_target_annotated(target, annotated)
+    counts = check_target_annotated(target, annotated)
     batch, num_classes = logits.shape[:2]
     with float32_region(logits):
         prob = torch.softmax(logits.float(), dim=1).reshape(batch, num_classes, -1)
-        keep = annotated.unsqueeze(2).to(prob.dtype)  # (B, C, 1)
-        merged_away = (prob * (1.0 - keep)).sum(dim=1, keepdim=True)  # (B, 1, N)
-        merged = prob * keep
-        merged = torch.cat([merged[:, :1] + merged_away, merged[:, 1:]], dim=1)
-        dice = _dice_per_class(merged, target.reshape(batch, -1), float(smooth))
+        # merged = M_b @ p: row 0 sums background and the labels the sample's dataset does not
+        # annotate, row c > 0 keeps an annotated label and is 0 for the others.
+        merge = torch.diag_embed(annotated.to(prob.dtype))
+        merge[:, 0] = (~annotated).to(prob.dtype)
+        merge[:, 0, 0] = 1.0
+        merged = torch.bmm(merge, prob)
+        dice = _dice_per_class(merged, target.reshape(batch, -1), float(smooth), counts)
         counted = annotated.clone()
         if not include_background:
             counted[:, 0] = False

@@ -8,6 +8,7 @@ import torch
 from losses.loss_reference import dice_ref, random_batch
 
 from ACELib.losses import marginal_dice_loss, soft_dice_loss
+from ACELib.losses.dice import _dice_per_class
 
 SHAPES = [(2, 5, 3, 4, 5), (3, 4, 7), (1, 3, 2, 3, 2, 3)]
 
@@ -80,3 +81,47 @@ def test_marginal_dice_is_zero_when_no_class_is_counted():
     annotated = torch.tensor([[True, False, False], [True, False, False]])
     logits = torch.randn(2, 3, 3, 4)
     assert float(marginal_dice_loss(logits, target, annotated, include_background=False)) == 0.0
+
+
+def _naive_dice_loss(logits, target, annotated=None, include_background=True, smooth=1e-5):
+    """Float64 autograd reference: one-hot target, explicit merge of non-annotated labels."""
+    prob = torch.softmax(logits, dim=1).flatten(2)
+    batch, num_classes = prob.shape[:2]
+    onehot = torch.nn.functional.one_hot(target.reshape(batch, -1), num_classes).transpose(1, 2).double()
+    keep = torch.ones(batch, num_classes, dtype=torch.bool) if annotated is None else annotated.clone()
+    keep[:, 0] = True
+    away = (prob * (~keep).unsqueeze(2)).sum(dim=1)
+    merged = prob * keep.unsqueeze(2)
+    merged = torch.cat([merged[:, :1] + away.unsqueeze(1), merged[:, 1:]], dim=1)
+    dice = (2 * (merged * onehot).sum(2) + smooth) / (merged.sum(2) + onehot.sum(2) + smooth)
+    counted = keep.clone()
+    if not include_background:
+        counted[:, 0] = False
+    return ((1 - dice) * counted).sum() / counted.sum().clamp_min(1)
+
+
+@pytest.mark.parametrize("marginal", [False, True])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_dice_gradients_match_naive_float64_autograd(marginal, include_background):
+    logits, target, annotated = random_batch((3, 5, 3, 4, 5), seed=17)
+    logits64 = logits.double().requires_grad_(True)
+    _naive_dice_loss(logits64, target, annotated if marginal else None, include_background).backward()
+    logits32 = logits.clone().requires_grad_(True)
+    if marginal:
+        loss = marginal_dice_loss(logits32, target, annotated, include_background=include_background)
+    else:
+        loss = soft_dice_loss(logits32, target, include_background=include_background)
+    loss.backward()
+    torch.testing.assert_close(logits32.grad.double(), logits64.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("smooth", [1e-5, 1.0])
+def test_dice_per_class_gradcheck_in_float64(smooth):
+    # The public losses compute in float32; the per-class Dice function itself works in float64.
+    gen = torch.Generator().manual_seed(19)
+    logits = torch.randn(2, 4, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 4, (2, 7), generator=gen)
+    target[1] = 0  # sample 1: classes absent from the target
+    assert torch.autograd.gradcheck(
+        lambda z: _dice_per_class(torch.softmax(z, dim=1), target, smooth), (logits,), eps=1e-6, atol=1e-8
+    )
