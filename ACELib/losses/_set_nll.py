@@ -73,13 +73,12 @@ def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torc
     rows_r = [r for r, any_wide in enumerate(wide.any(dim=0).tolist()) if any_wide]
     if not rows_r:
         return [], None
-    wide_f = wide.to(dtype)
     if in_set is None:
-        in_set = wide_f.gather(1, target)
+        in_set = wide.to(dtype).gather(1, target)
     in_set = in_set.to(dtype).unsqueeze(1)  # (B, 1, N): 1 at voxels of any set row
     rows = []
     for r in rows_r:
-        voxels = in_set if len(rows_r) == 1 else (target == r).unsqueeze(1).to(dtype).mul_(wide_f[:, r, None, None])
+        voxels = in_set if len(rows_r) == 1 else (target == r).unsqueeze(1).to(dtype).mul_(wide[:, r, None, None])
         rows.append((candidates[:, r, None, :].to(dtype), voxels))
     return rows, in_set
 

@@ -121,23 +121,33 @@ def adaptive_cross_entropy(
     # In both modes the background row is a set exactly in partially annotated samples (patch mode:
     # labels a dataset does not annotate cannot be present, so its set always holds more than 0).
     in_set = _set_voxels(target, annotated)
-    present = _present_in_partial_samples(target, annotated) if label_set == "patch" else None
+    present = _present_in_partial_samples(target, annotated, in_set) if label_set == "patch" else None
     candidates = ace_candidates(annotated, label_set, present)
     with float32_region(logits):
         loss = set_nll(logits.float(), target, candidates, in_set)
         return reduce_voxel_loss(loss, target, reduction, weight)
 
 
-def _present_in_partial_samples(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+def _present_in_partial_samples(target: torch.Tensor, annotated: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:
     """``(B, C)`` bool: labels present in the target of each partially annotated sample (patch mode).
 
     Rows of fully annotated samples stay False: their ACE is cross entropy whatever the patch
-    holds. The target is assumed checked (:func:`_set_voxels`).
+    holds. The target is assumed checked and ``in_set`` is :func:`_set_voxels`: a partially
+    annotated sample's voxels are background (``in_set`` 1) or one of its annotated labels, so
+    when it annotates a single label besides background (a lesion dataset), that label is
+    present exactly when some voxel is not background; other samples count their labels.
     """
-    num_classes = annotated.shape[1]
+    batch, num_classes = annotated.shape
     present = torch.zeros_like(annotated)
-    for b in (~annotated.all(dim=1)).nonzero().flatten().tolist():
-        present[b] = torch.bincount(target[b].reshape(-1), minlength=num_classes) > 0
+    labelled = (in_set.reshape(batch, -1).amin(dim=1) < 1.0).tolist() if in_set.numel() else [False] * batch
+    for b, row in enumerate(annotated.tolist()):
+        if all(row):
+            continue
+        labels = [c for c in range(1, num_classes) if row[c]]
+        if len(labels) == 1:
+            present[b, labels[0]] = labelled[b]
+        else:
+            present[b] = torch.bincount(target[b].reshape(-1), minlength=num_classes) > 0
     return present
 
 
@@ -147,9 +157,9 @@ def _set_voxels(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
     One table lookup per voxel that also checks the target: a voxel whose label its sample does not
     annotate looks up 2, and then :func:`check_target_annotated` raises with the details.
     """
-    batch, num_classes = annotated.shape
-    code = (~annotated).float().mul_(2.0)  # (B, C): 2 = not annotated
-    code[:, 0] = (~annotated.all(dim=1)).float()  # background of a partially annotated sample
+    batch = annotated.shape[0]
+    code = torch.where(annotated, 0.0, 2.0)  # (B, C): 2 = not annotated
+    code[:, 0] = code.amax(dim=1) / 2.0  # 1 = background of a partially annotated sample
     voxel_code = code.gather(1, target.reshape(batch, -1))
     if voxel_code.numel() and float(voxel_code.amax()) > 1.0:
         check_target_annotated(target, annotated)
