@@ -56,6 +56,18 @@ def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
     return (peak + torch.log(total)).squeeze(dim)
 
 
+def full_precision_bmm(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``torch.bmm`` at the inputs' full precision, also where float32 matmuls may be reduced.
+
+    With TF32 or bf16 matmuls allowed (``torch.set_float32_matmul_precision`` other than
+    ``"highest"``, the CUDA default being TF32 off) a float32 product would round ``values`` to a
+    10-bit mantissa; the product is then done in float64 (small ``(B, C, C)`` weights, so cheap).
+    """
+    if values.dtype == torch.float64 or torch.get_float32_matmul_precision() == "highest":
+        return torch.bmm(weights, values)
+    return torch.bmm(weights.double(), values.double()).to(values.dtype)
+
+
 def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torch.dtype,
               in_set: torch.Tensor | None = None):
     """The set rows of candidate tables and the voxels of each, as float masks.
@@ -94,7 +106,7 @@ class _SetNLL(torch.autograd.Function):
         if rows:
             # Mass of every candidate row at every voxel, then the target's row. A singleton row
             # gives its probability exactly (products with 0 are 0, with 1 the value itself).
-            row_mass = torch.bmm(candidates.to(logits.dtype), prob)  # (B, C, N)
+            row_mass = full_precision_bmm(candidates.to(logits.dtype), prob)  # (B, C, N)
             mass = row_mass.gather(1, index)
         else:
             mass = prob.gather(1, index)  # (B, 1, N)

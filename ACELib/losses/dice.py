@@ -24,6 +24,7 @@ from ACELib.losses._common import (
     float32_region,
     label_counts,
 )
+from ACELib.losses._set_nll import full_precision_bmm
 
 
 def _check_dice_options(smooth: float, include_background: bool) -> None:
@@ -161,7 +162,7 @@ def marginal_dice_loss(
         merge = torch.diag_embed(annotated.to(prob.dtype))
         merge[:, 0] = (~annotated).to(prob.dtype)
         merge[:, 0, 0] = 1.0
-        merged = torch.bmm(merge, prob)
+        merged = full_precision_bmm(merge, prob)
         dice = _dice_per_class(merged, target.reshape(batch, -1), float(smooth), counts)
         counted = annotated.clone()
         if not include_background:

@@ -134,3 +134,17 @@ def test_gradient_keeps_the_logits_dtype_under_bf16():
     loss.backward()
     assert loss.dtype == torch.float32
     assert logits.grad.dtype == torch.bfloat16 and bool(torch.isfinite(logits.grad).all())
+
+
+@pytest.mark.parametrize("precision", ["high", "medium"])
+def test_reduced_precision_float32_matmuls_do_not_reach_the_losses(precision):
+    logits64, target = _inputs((3, 5, 4, 3, 5), seed=12, scale=3.0)
+    tables = _tables("random", 3, 5, seed=5)
+    want = _naive_loss(logits64, target, tables).detach()
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        got = set_nll(logits64.detach().float(), target, tables)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
