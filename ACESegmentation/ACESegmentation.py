@@ -51,7 +51,10 @@ class ACESegmentation(ScriptedLoadableModule):
             "Segments brain tissue (CSF, grey matter, white matter) and lesions (white matter hyperintensities, "
             "or tumour and edema) from T1 (and FLAIR) MRI with one network, then lets you correct the result, "
             "add corrected cases to a training set, and train a model on your own partially labelled cases, "
-            "all locally. See docs/slicer.md of the project for a walk-through."
+            "all locally. See docs/slicer.md of the project for a walk-through.<br><br>"
+            "<b>The bundled models were trained on simulated brains</b> (phantoms built on the MNI ICBM152 "
+            "template, 3 mm voxels) by the project's own pipeline, not on patient scans: treat their output "
+            "as a starting point to correct, or train a model on your own cases."
         )
         self.parent.acknowledgementText = (
             "The method is the adaptive cross entropy (ACE) loss of N. Roulet, D. Fernandez Slezak and "

@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
                    help="phantom cases per dataset (default: the paper's)")
     p.add_argument("--iterations", type=int, help="override the profile's training steps")
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once in worker processes (CPU threads split)")
 
 
 def run(args) -> int:
@@ -35,7 +36,7 @@ def run(args) -> int:
         profile = replace(profile, train=profile.train.with_changes(iterations=args.iterations))
     command = "ace " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["benchmark"] else ""
     out = run_benchmark(args.scenario, args.out, profile, seeds=args.seeds, methods=args.methods or (),
-                        counts=args.counts, device=args.device, command=command,
+                        counts=args.counts, device=args.device, command=command, jobs=args.jobs,
                         progress_factory=lambda desc: ProgressBar(desc))
     print((out / "table1.md").read_text())
     print(f"results in {out}")

@@ -34,10 +34,10 @@ class ModelEntry:
 
 
 def modelFolders() -> list[Path]:
-    """Folders that may hold a model catalogue: the module's ``Resources/Models`` (built extension) and
-    the source checkout's ``models`` folder."""
+    """Folders that may hold a model catalogue: ``Resources/Models`` beside the module (built extension,
+    where CMake installs the bundled models) and the source checkout's top-level ``Resources/Models``."""
     moduleDir = Path(__file__).resolve().parent.parent
-    return [moduleDir / "Resources" / "Models", moduleDir.parent / "models"]
+    return [moduleDir / "Resources" / "Models", moduleDir.parent / "Resources" / "Models"]
 
 
 def bundledModels(folders: list[Path] | None = None) -> list[ModelEntry]:

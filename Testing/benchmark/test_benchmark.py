@@ -47,8 +47,10 @@ def test_benchmark_end_to_end_and_resume(tmp_path, monkeypatch):
     assert "| Naive CE |" in table and "WMH" in table and "Wilcoxon" in table
     model = out / "runs/ace/seed0/model.safetensors"
     stamp = model.stat().st_mtime_ns
-    run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-ce", "multi-unet", "ace"], device="cpu")
-    assert model.stat().st_mtime_ns == stamp  # resumed: nothing trained again
+    run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-ce", "multi-unet", "ace"], device="cpu", jobs=2)
+    assert model.stat().st_mtime_ns == stamp  # resumed (in worker processes): nothing trained again
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["ace"], device="cpu", jobs=0)
 
 
 def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
