@@ -74,7 +74,8 @@ def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torc
 
     A set row is a target class ``r`` whose candidate row holds more than ``r`` itself in at least
     one sample; its voxels are those with target ``r`` in such a sample. Every other voxel is a
-    singleton (plain cross entropy). ``None`` candidates mean singletons everywhere.
+    singleton (plain cross entropy). ``None`` candidates mean singletons everywhere. ``in_set``,
+    when given, is the caller's ``(B, N)`` 0/1 mask of the voxels of any set row.
 
     Returns:
         ``([(row weights (B, 1, C), row voxels (B, 1, N) 0/1)], set voxels (B, 1, N) 0/1 or None)``.
@@ -96,7 +97,10 @@ def _set_rows(candidates: torch.Tensor | None, target: torch.Tensor, dtype: torc
 
 
 class _SetNLL(torch.autograd.Function):
-    """``(z (B, C, N), target (B, N), candidates (B, C, C) | None) -> (B, N)`` loss; see module docstring."""
+    """``(z (B, C, N), target (B, N), candidates (B, C, C) | None, in_set (B, N) | None) -> (B, N)`` loss.
+
+    See the module docstring; ``in_set`` as in :func:`set_nll`.
+    """
 
     @staticmethod
     def forward(ctx, logits, target, candidates, in_set):
