@@ -83,7 +83,7 @@ def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, devic
     if model.exists():
         log.info("%s seed %d: already trained", method.key, seed)
         return model
-    config = method_config(run.profile, method, seed, device)
+    config = method_config(run.profile, method, seed, device, cache_dir=str(run.out / "cache"))
     result = train(task, run_dir, config, resume=(run_dir / "config.json").exists(), progress=progress)
     if result.status != "finished":
         raise RuntimeError(f"training of {method.key} seed {seed} stopped before the end")
