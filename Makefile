@@ -20,6 +20,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check ACELib ACESegmentation Testing benchmarks
+	bash .ci/compile_check.sh
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q Testing
