@@ -215,8 +215,6 @@ class SamplerStream(torch.utils.data.IterableDataset):
         return sampler
 
     def __iter__(self):
-        info = torch.utils.data.get_worker_info()
+        info = torch.utils.data.get_worker_info()  # (the DataLoader's workers already run 1 torch thread)
         worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        if info is not None:
-            torch.set_num_threads(1)
         yield from self.worker_sampler(worker, num_workers)

@@ -1,24 +1,21 @@
 """Distributed training: `ace train` under torchrun (2 CPU processes, gloo), stop and resume of a
 distributed run, and the collective helpers.
 
-One test launches torchrun for real (about 10-20 s on 2 cores, mostly importing torch in each
-process); the others fork two processes from the test process, which talk over gloo through a file
-store (no network port), and call the library directly.
+Two torchrun launches of 2 CPU processes (about 10-20 s each on 2 cores, mostly importing torch):
+`ace train` itself, and this file as a script, whose ranks call the library directly.
 """
 
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from factory import make_tiny_task
 
 from ACELib.data.loading import load_datasets
@@ -31,8 +28,9 @@ from ACELib.training.distributed import (
     DistContext,
     RankBatches,
     any_rank,
+    barrier,
     broadcast_object,
-    current_context,
+    distributed_session,
     env_context,
     gather_objects,
     mean_over_ranks,
@@ -93,115 +91,119 @@ def _log(run):
         return list(csv.DictReader(f))
 
 
-# ------------------------------------------------------------------ train() on 2 forked gloo processes
+# ------------------------------------------------------------------ library calls on 2 ranks
+# A second torchrun launch runs this file as a script (see the end of the file): each rank calls the
+# library directly, through three training runs and the collective helpers, and the tests check
+# what the ranks wrote. (Forking ranks from a process that has already computed can hang them in
+# inherited OpenMP state, so the ranks are fresh processes.)
 SMALL = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_channels=2, depth=2,
                     validation_fraction=0.0, checkpoint_interval=2, device="cpu", num_threads=1)
+TRAIN_RUNS = (("full", None), ("part", 3), ("part", None))  # (run folder, stop rank 1 after this many steps)
 
 
-def _train_worker(rank, store, task_file, out, stop_after, result_file):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    try:
-        calls = {"n": 0}
+def _train_run(ctx, task_file, out, stop_after, result_file):
+    calls = {"n": 0}
 
-        def stop():  # only rank 1 is asked to stop
-            calls["n"] += 1
-            return rank == 1 and stop_after is not None and calls["n"] > stop_after
+    def stop():  # only rank 1 is asked to stop
+        calls["n"] += 1
+        return ctx.rank == 1 and stop_after is not None and calls["n"] > stop_after
 
-        res = train(load_task(task_file), out, SMALL, resume=Path(out, "config.json").exists(), should_stop=stop)
-        Path(f"{result_file}.{rank}").write_text(json.dumps({"status": res.status, "steps": res.steps}))
-    finally:
-        dist.destroy_process_group()
+    res = train(load_task(task_file), out, SMALL, resume=Path(out, "config.json").exists(), should_stop=stop)
+    Path(f"{result_file}.{ctx.rank}").write_text(json.dumps({"status": res.status, "steps": res.steps}))
 
 
-def _forked_train(tmp, task_file, out, stop_after=None):
-    store = tmp / f"store-{out.name}-{time.monotonic_ns()}"
-    _spawn(_train_worker, str(store), str(task_file), str(out), stop_after, str(tmp / "result"))
-    return [json.loads((tmp / f"result.{r}").read_text()) for r in (0, 1)]
-
-
-def test_stop_on_one_rank_then_resume_is_bit_identical(task_path, tmp_path):
-    full = _forked_train(tmp_path, task_path, tmp_path / "full")
-    assert all(r == {"status": "finished", "steps": {"joint": 6}} for r in full)
-    part = _forked_train(tmp_path, task_path, tmp_path / "part", stop_after=3)
-    assert all(r == {"status": "stopped", "steps": {"joint": 3}} for r in part)  # both ranks stopped together
-    half = load_checkpoint(tmp_path / "part/checkpoint.safetensors")
-    assert half.step == 3 and len(half.sampler_state["ranks"]) == 2
-    resumed = _forked_train(tmp_path, task_path, tmp_path / "part")
-    assert all(r == {"status": "finished", "steps": {"joint": 6}} for r in resumed)
-    a, _ = load_safetensors(tmp_path / "full/model_last.safetensors")
-    b, _ = load_safetensors(tmp_path / "part/model_last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [int(r["step"]) for r in _log(tmp_path / "part")] == list(range(1, 7))
-
-
-# ------------------------------------------------------------------ helpers, on 2 forked gloo processes
-def _spawn(fn, *args, timeout_s=60):
-    """Run ``fn(rank, *args)`` in 2 forked processes (fork: nothing to re-import, arguments not pickled)."""
-    import torch._dynamo  # noqa: F401  (DDP and optimisers import it: once here, not in each child)
-
-    ctx = mp.start_processes(fn, args=args, nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + timeout_s
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"distributed helper test did not finish in {timeout_s} s")
-
-
-def _helpers_worker(rank, store, out_dir, datasets):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-    try:
-        ctx = current_context()
-        res = {"ctx": [ctx.rank, ctx.world_size, ctx.backend, ctx.local_rank, ctx.local_world_size]}
-        res["any"] = [any_rank(rank == 1, ctx, torch.device("cpu")), any_rank(False, ctx, torch.device("cpu"))]
-        res["mean"] = float(mean_over_ranks(torch.tensor(2.0 * rank + 1), ctx))
-        res["gather"] = gather_objects(f"r{rank}", ctx)
-        res["bcast"] = broadcast_object({"from": rank}, ctx)
-        res["main_value"] = run_on_main(ctx, lambda: rank * 10 + 7)
-
-        def bad():
-            raise FileExistsError("the run folder holds a run")
-
-        try:
-            run_on_main(ctx, bad)
-        except FileExistsError as exc:
-            res["main_error"] = str(exc)
-        # batch norm buffers: rank 0's everywhere
-        bn = torch.nn.BatchNorm3d(2)
-        bn.running_mean.fill_(float(rank + 1))
-        sync_buffers(bn, ctx)
-        res["buffers"] = bn.running_mean.tolist()
-        # DDP: different batches per rank, identical weights after a step
-        torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
-        net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.BatchNorm3d(3))
-        model = wrap_model(net, ctx, torch.device("cpu"))
-        opt = torch.optim.Adam(net.parameters(), lr=0.1)
-        batches = RankBatches(datasets, 4, 2, seed=5, ctx=ctx)
-        batch = batches.next()
-        res["batch_sum"] = float(batch.image.sum())
-        model(batch.image).square().mean().backward()
-        opt.step()
-        sync_buffers(net, ctx)
-        res["digests"] = gather_objects(state_digest(net), ctx)
-        # per-rank sampler states in the checkpoint, and a resume continuing each rank's stream
-        state = batches.state()
-        expected = batches.next()
-        again = RankBatches(datasets, 4, 2, seed=5, ctx=ctx)
-        again.restore(state, 1)
-        res["state_ranks"] = len(state["ranks"])
-        res["resume_exact"] = bool(torch.equal(again.next().image, expected.image))
-        (Path(out_dir) / f"{rank}.json").write_text(json.dumps(res))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_collective_helpers_on_two_processes(tmp_path):
-    task = load_task(make_tiny_task(tmp_path / "data", n_anatomy=1, n_lesion=1, n_test=0, shape=(9, 10, 11)))
+def _helpers(ctx, out_dir, small_task_file):
+    """Each collective helper, on this rank; results to ``helpers.<rank>.json``."""
+    rank = ctx.rank
+    task = load_task(small_task_file)
     datasets = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities)
-    _spawn(_helpers_worker, str(tmp_path / "store"), str(tmp_path), datasets)
-    r0, r1 = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
-    assert r0["ctx"] == [0, 2, "gloo", 0, 2] and r1["ctx"] == [1, 2, "gloo", 1, 2]  # no torchrun: one machine
+    res = {"ctx": [ctx.rank, ctx.world_size, ctx.backend, ctx.local_rank, ctx.local_world_size]}
+    res["any"] = [any_rank(rank == 1, ctx, torch.device("cpu")), any_rank(False, ctx, torch.device("cpu"))]
+    res["mean"] = float(mean_over_ranks(torch.tensor(2.0 * rank + 1), ctx))
+    res["gather"] = gather_objects(f"r{rank}", ctx)
+    res["bcast"] = broadcast_object({"from": rank}, ctx)
+    res["main_value"] = run_on_main(ctx, lambda: rank * 10 + 7)
+
+    def bad():
+        raise FileExistsError("the run folder holds a run")
+
+    try:
+        run_on_main(ctx, bad)
+    except FileExistsError as exc:
+        res["main_error"] = str(exc)
+    # batch norm buffers: rank 0's everywhere
+    bn = torch.nn.BatchNorm3d(2)
+    bn.running_mean.fill_(float(rank + 1))
+    sync_buffers(bn, ctx)
+    res["buffers"] = bn.running_mean.tolist()
+    # DDP: different batches per rank, identical weights after a step
+    torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.BatchNorm3d(3))
+    model = wrap_model(net, ctx, torch.device("cpu"))
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    batches = RankBatches(datasets, 4, 2, seed=5, ctx=ctx)
+    batch = batches.next()
+    res["batch_sum"] = float(batch.image.sum())
+    model(batch.image).square().mean().backward()
+    opt.step()
+    sync_buffers(net, ctx)
+    res["digests"] = gather_objects(state_digest(net), ctx)
+    # per-rank sampler states in the checkpoint, and a resume continuing each rank's stream
+    state = batches.state()
+    expected = batches.next()
+    again = RankBatches(datasets, 4, 2, seed=5, ctx=ctx)
+    again.restore(state, 1)
+    res["state_ranks"] = len(state["ranks"])
+    res["resume_exact"] = bool(torch.equal(again.next().image, expected.image))
+    (Path(out_dir) / f"helpers.{rank}.json").write_text(json.dumps(res))
+
+
+def _rank_main(out: Path, task_file: Path, small_task_file: Path) -> None:
+    """One rank's work under torchrun: three training runs, then the helper checks."""
+    with distributed_session("cpu") as ctx:
+        for name, stop_after in TRAIN_RUNS:
+            _train_run(ctx, task_file, out / name, stop_after, out / f"result-{name}-{stop_after}")
+            if ctx.is_main and stop_after is not None:  # keep the half-way checkpoint
+                shutil.copy(out / name / "checkpoint.safetensors", out / "half.safetensors")
+            barrier(ctx)
+        _helpers(ctx, out, small_task_file)
+
+
+@pytest.fixture(scope="module")
+def ranks(task_path):
+    out = task_path.parent / "ranks"
+    out.mkdir()
+    small = make_tiny_task(task_path.parent / "small", n_anatomy=1, n_lesion=1, n_test=0, shape=(9, 10, 11))
+    testing = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (testing, os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           __file__, str(out), str(task_path), str(small)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out
+
+
+def _results(out, tag):
+    return [json.loads((out / f"result-{tag}.{r}").read_text()) for r in (0, 1)]
+
+
+def test_stop_on_one_rank_then_resume_is_bit_identical(ranks):
+    assert all(r == {"status": "finished", "steps": {"joint": 6}} for r in _results(ranks, "full-None"))
+    # rank 1 alone was asked to stop: both ranks stopped after the same step
+    assert all(r == {"status": "stopped", "steps": {"joint": 3}} for r in _results(ranks, "part-3"))
+    half = load_checkpoint(ranks / "half.safetensors")
+    assert half.step == 3 and len(half.sampler_state["ranks"]) == 2
+    assert all(r == {"status": "finished", "steps": {"joint": 6}} for r in _results(ranks, "part-None"))
+    a, _ = load_safetensors(ranks / "full/model_last.safetensors")
+    b, _ = load_safetensors(ranks / "part/model_last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [int(r["step"]) for r in _log(ranks / "part")] == list(range(1, 7))
+
+
+def test_collective_helpers_on_two_processes(ranks):
+    r0, r1 = (json.loads((ranks / f"helpers.{r}.json").read_text()) for r in (0, 1))
+    assert r0["ctx"] == [0, 2, "gloo", 0, 2] and r1["ctx"] == [1, 2, "gloo", 1, 2]
     for r in (r0, r1):
         assert r["any"] == [True, False] and r["mean"] == 2.0 and r["gather"] == ["r0", "r1"]
         assert r["bcast"] == {"from": 0} and r["main_value"] == 7
@@ -250,3 +252,7 @@ def test_single_process_keeps_the_plain_sampler_and_its_state(tmp_path, caplog):
     with_workers.close()
     with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
         RankBatches(datasets, 4, 2, seed=3, ctx=ctx, workers=-1)
+
+
+if __name__ == "__main__":  # each rank of the `ranks` fixture's torchrun launch
+    _rank_main(*(Path(a) for a in sys.argv[1:4]))
