@@ -14,6 +14,7 @@ import numpy as np
 
 from ACELib.data.contract import write_case, write_dataset_info
 from ACELib.io.image import Geometry
+from ACELib.labels import JointLabel
 
 T1 = {0: 0.0, 1: 0.2, 2: 0.5, 3: 0.8, 4: 0.45}
 FLAIR = {0: 0.0, 1: 0.1, 2: 0.6, 3: 0.5, 4: 1.0}
@@ -88,3 +89,13 @@ def make_tiny_task(root, n_anatomy=3, n_lesion=3, n_test=2, shape=(20, 24, 22), 
     path = root / "task.json"
     path.write_text(json.dumps(task, indent=2))
     return path
+
+
+WMH_LABELS = (
+    JointLabel("background", 0, (0, 0, 0)),
+    JointLabel("CSF", 1, (70, 130, 180)),
+    JointLabel("GM", 2, (220, 180, 140)),
+    JointLabel("WM", 3, (245, 245, 245)),
+    JointLabel("WMH", 4, (255, 50, 50)),
+)
+"""The joint labels of the tissue + WMH task, as the tests use them."""

@@ -14,20 +14,15 @@ from ACESegmentationLib import segmentation as seg  # noqa: E402
 from ACESegmentationLib.background import BackgroundJob  # noqa: E402
 from ACESegmentationLib.logic import ACESegmentationLogic, isOutOfMemory  # noqa: E402
 from ACESegmentationLib.mrml_io import GeometryMismatchError, localIJKToRAS, volumeGeometry  # noqa: E402
+from factory import WMH_LABELS  # noqa: E402
 from mrml_helpers import addVolume, obliqueTransform, rotation  # noqa: E402
 
 from ACELib.data.contract import read_dataset_info  # noqa: E402
 from ACELib.data.task_builder import SIDECAR  # noqa: E402
 from ACELib.inference import Cancelled, create_model  # noqa: E402
-from ACELib.labels import JointLabel, load_task  # noqa: E402
+from ACELib.labels import load_task  # noqa: E402
 
-LABELS = (
-    JointLabel("background", 0, (0, 0, 0)),
-    JointLabel("CSF", 1, (70, 130, 180)),
-    JointLabel("GM", 2, (220, 180, 140)),
-    JointLabel("WM", 3, (245, 245, 245)),
-    JointLabel("WMH", 4, (255, 50, 50)),
-)
+LABELS = WMH_LABELS
 MODALITIES = ("T1", "FLAIR")
 SHAPE = (11, 13, 12)  # (D, H, W)
 OBLIQUE = dict(spacing=(0.9, 1.1, 2.5), origin=(-40.0, 12.5, 3.0), directions=rotation("y", 23.0),

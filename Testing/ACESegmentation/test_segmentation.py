@@ -9,17 +9,12 @@ slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is needed f
 import vtk  # noqa: E402
 from ACESegmentationLib import segmentation as seg  # noqa: E402
 from ACESegmentationLib.mrml_io import localIJKToRAS  # noqa: E402
+from factory import WMH_LABELS  # noqa: E402
 from mrml_helpers import addVolume, obliqueTransform, rotation  # noqa: E402
 
 from ACELib.labels import JointLabel  # noqa: E402
 
-WMH_LABELS = (
-    JointLabel("background", 0, (0, 0, 0)),
-    JointLabel("CSF", 1, (70, 130, 180)),
-    JointLabel("GM", 2, (220, 180, 140)),
-    JointLabel("WM", 3, (245, 245, 245)),
-    JointLabel("WMH", 4, (255, 50, 50)),
-)
+WMH_LABELS = WMH_LABELS
 TUMOUR_LABELS = (
     JointLabel("background", 0, (0, 0, 0)),
     JointLabel("CSF", 1, (70, 130, 180)),

@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 from ACESegmentationLib import export, training_process
 from ACESegmentationLib.logic import ACESegmentationLogic
+from factory import WMH_LABELS
 
 from ACELib.io.image import Geometry
-from ACELib.labels import JointLabel
 
-LABELS = (
-    JointLabel("background", 0, (0, 0, 0)),
-    JointLabel("CSF", 1, (70, 130, 180)),
-    JointLabel("GM", 2, (220, 180, 140)),
-    JointLabel("WM", 3, (245, 245, 245)),
-    JointLabel("WMH", 4, (255, 50, 50)),
-)
+LABELS = WMH_LABELS
 SHAPE = (12, 14, 13)
 TINY = ["--base-channels", "2", "--depth", "2", "--patch-size", "8", "--batch-size", "2", "--threads", "1"]
 

@@ -6,19 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from factory import WMH_LABELS
 
 from ACELib.data.contract import DatasetError, write_case, write_dataset_info
 from ACELib.data.task_builder import read_sidecar, task_from_dataset_folders, write_sidecar
 from ACELib.io.image import Geometry
-from ACELib.labels import JointLabel, TaskError, candidate_labels
+from ACELib.labels import TaskError, candidate_labels
 
-LABELS = (
-    JointLabel("background", 0, (0, 0, 0)),
-    JointLabel("CSF", 1, (70, 130, 180)),
-    JointLabel("GM", 2, (220, 180, 140)),
-    JointLabel("WM", 3, (245, 245, 245)),
-    JointLabel("WMH", 4, (255, 50, 50)),
-)
+LABELS = WMH_LABELS
 
 
 def _dataset(folder, labels: dict, channels=("T1", "FLAIR")):
