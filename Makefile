@@ -31,6 +31,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/loading.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
