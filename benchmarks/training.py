@@ -145,7 +145,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
 
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, "
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+    print(f"torch {torch.__version__}, {threads}, {os.cpu_count()} CPUs, "
           f"load average {load_before:.2f} at start")
     print(f"paper configuration: UNet3D base 32, depth 4, {CHANNELS} -> {CLASSES} channels, batch "
           f"{BATCH} x {PATCH}^3, Adam, loss {args.loss!r}, float32")
@@ -161,7 +162,7 @@ def main() -> None:
     print()
     print(f"loss forward + backward on ({BATCH}, {CLASSES}, {PATCH}, {PATCH}, {PATCH}) logits, best of "
           f"{args.rounds} interleaved rounds")
-    print(f"{'':28s} {f'wall, {args.threads} threads':>24s}   {'CPU, 1 thread':>15s}")
+    print(f"{'':28s} {f'wall, {threads}':>24s}   {'CPU, 1 thread':>15s}")
     print(f"{'loss':28s} {'best ms':>8s} {'median':>8s} {'x CE':>6s}   {'best ms':>8s} {'x CE':>6s}")
     for name in wall:
         print(f"{name:28s} {1e3 * min(wall[name]):8.2f} {1e3 * statistics.median(wall[name]):8.2f} "
