@@ -112,8 +112,11 @@ def _job(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str, 
         import torch
 
         torch.set_num_threads(threads)
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{method.key} s{seed}] %(message)s")
+        root = logging.getLogger()
+        if not root.handlers:
+            logging.basicConfig(level=logging.INFO)
+        for handler in root.handlers:  # a pooled worker runs several jobs: name the current one
+            handler.setFormatter(logging.Formatter(f"%(levelname)s [{method.key} s{seed}] %(message)s"))
     model = train_method(run, task, method, seed, device, progress)
     return evaluate_method(run, task, method, seed, model, device)
 
