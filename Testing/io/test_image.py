@@ -63,6 +63,17 @@ def test_resample_to_spacing_keeps_extent():
         resample_to_spacing(arr, geom, (0.0, 1.0, 1.0), is_label=False)
 
 
+def test_atomic_write_gives_umask_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     path = tmp_path / "a.txt"
     atomic_write_text(path, "good")
