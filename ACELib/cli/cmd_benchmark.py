@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--quick", action="store_true", help="3 mm phantoms and a small network (CPU, ~15 min)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="subset of methods (default all)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="methods to compare (default: all but marginal)")
     p.add_argument("--counts", type=int, nargs=3, metavar=("ANATOMY", "LESION", "TEST"),
                    help="phantom cases per dataset (default: the paper's)")
     p.add_argument("--iterations", type=int, help="override the profile's training steps")
