@@ -12,7 +12,7 @@ HELP = "the main job on embedded defaults: WMH phantoms, ACE vs naive CE, Dice a
 
 def add_arguments(p) -> None:
     p.add_argument("--output", default="demo_output", help="output folder (default demo_output); re-running resumes")
-    p.add_argument("--iterations", type=int, help="training steps per method (default: the quick profile's)")
+    p.add_argument("--iterations", type=int, help="training steps per method (default 600)")
     p.add_argument("--device", default="auto")
 
 

@@ -60,6 +60,7 @@ def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
     monkeypatch.setitem(scenarios.PROFILES, "quick", 12.0)
     monkeypatch.setattr(demo, "DEMO_COUNTS", (2, 3, 1))
     monkeypatch.setitem(demo.PROFILES, "quick", TINY)
+    monkeypatch.setattr(demo, "DEMO_ITERATIONS", 4)
     scores = run_demo(tmp_path, device="cpu")
     assert set(scores) == {"ace", "naive-ce"} and set(scores["ace"]) == {"CSF", "GM", "WM", "WMH"}
     assert all(0 <= v <= 1 for s in scores.values() for v in s.values())
