@@ -74,11 +74,10 @@ def _panels(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray
 
 def demo_figure(path: Path, image: np.ndarray, gt: np.ndarray, segs: dict[str, np.ndarray], task: Task) -> None:
     """Three orthogonal slices (rows) x image, ground truth, each method (columns)."""
-    from ACELib.benchmark.figures import _plt, label_rgb
+    from ACELib.benchmark.figures import _plt, label_rgb, lesion_values
 
     plt = _plt()
-    lesion_values = [task.labels[task.label_index(n)].value for n in task.train_datasets[-1].labels.values()]
-    lesion = np.isin(gt, lesion_values)
+    lesion = np.isin(gt, lesion_values(task))
     centre = tuple(int(np.argmax(lesion.sum(axis=tuple(a for a in range(3) if a != k)))) for k in range(3)) \
         if lesion.any() else tuple(s // 2 for s in gt.shape)
     columns = [("FLAIR", None), ("ground truth", gt)] + [(METHODS[k].title, s) for k, s in segs.items()]

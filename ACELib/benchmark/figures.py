@@ -66,6 +66,12 @@ def label_rgb(labels_map: np.ndarray, task: Task) -> np.ndarray:
     return rgba
 
 
+def lesion_values(task: Task) -> list[int]:
+    """Joint values of the lesion labels: those of the last training dataset (the lesion dataset in
+    both scenarios)."""
+    return [task.labels[task.label_index(n)].value for n in task.train_datasets[-1].labels.values()]
+
+
 def figure4_qualitative(run, task: Task, path: str | os.PathLike, seed: int | None = None) -> None:
     """One test case: image, ground truth and every method's segmentation, on the axial slice with the
     most lesion voxels (Figure 4)."""
@@ -76,12 +82,11 @@ def figure4_qualitative(run, task: Task, path: str | os.PathLike, seed: int | No
     images, labels = test_folders(task)
     cases = sorted(p.name[: -len(".nii.gz")] for p in labels.glob("*.nii.gz"))
     gt_maps = {c: read_image(labels / f"{c}.nii.gz", dtype=np.int64)[0] for c in cases}
-    lesion_ds = task.train_datasets[-1]  # the lesion dataset (last in both scenarios)
-    lesion_values = [task.labels[task.label_index(n)].value for n in lesion_ds.labels.values()]
-    loads = {c: int(np.isin(g, lesion_values).sum()) for c, g in gt_maps.items()}
+    lesions = lesion_values(task)
+    loads = {c: int(np.isin(g, lesions).sum()) for c, g in gt_maps.items()}
     case = sorted(loads, key=loads.get)[len(loads) // 2]  # median lesion load
     gt = gt_maps[case]
-    lesion = np.isin(gt, lesion_values)
+    lesion = np.isin(gt, lesions)
     z = int(np.argmax(lesion.sum((1, 2)))) if lesion.any() else gt.shape[0] // 2
     channel = len(task.test_datasets[0].modalities) - 1  # FLAIR in both scenarios
     img = read_image(images / f"{case}_{channel:04d}.nii.gz")[0][z]

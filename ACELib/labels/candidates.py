@@ -105,18 +105,22 @@ def joint_values(task: Task) -> np.ndarray:
     return np.array([lab.value for lab in task.labels], dtype=np.int64)
 
 
+def check_joint_values(value_map: np.ndarray, labels, source: str = "label map") -> None:
+    """Raise ``ValueError`` unless every value of ``value_map`` is the value of one of ``labels``
+    (``JointLabel`` objects, e.g. ``task.labels`` or a model's labels)."""
+    known = {int(lab.value) for lab in labels}
+    unknown = sorted(int(v) for v in np.unique(value_map) if int(v) not in known)
+    if unknown:
+        raise ValueError(f"{source} values {unknown} are not joint label values {sorted(known)}")
+
+
 def joint_index_from_values(task: Task, value_map: np.ndarray, source: str = "label map") -> np.ndarray:
     """Map a label map holding joint *values* (a joint ground truth or a prediction) to joint indices."""
-    values = joint_values(task)
-    lut = {int(v): i for i, v in enumerate(values)}
-    present = [int(v) for v in np.unique(value_map)]
-    unknown = [v for v in present if v not in lut]
-    if unknown:
-        raise ValueError(f"{source}: values {unknown} are not joint label values {sorted(lut)}")
-    table = np.zeros(max(lut) + 1, dtype=np.int64)
-    for v, i in lut.items():
-        table[v] = i
-    return table[np.asarray(value_map).astype(np.int64)]
+    check_joint_values(value_map, task.labels, source)
+    lut = np.zeros(int(joint_values(task).max()) + 1, dtype=np.int64)
+    for i, v in enumerate(joint_values(task)):
+        lut[v] = i
+    return lut[np.asarray(value_map).astype(np.int64)]
 
 
 __all__ = [
@@ -124,6 +128,7 @@ __all__ = [
     "annotated_mask",
     "candidate_labels",
     "candidate_table",
+    "check_joint_values",
     "dataset_value_to_joint_index",
     "joint_index_from_values",
     "joint_values",

@@ -31,7 +31,7 @@ from ACELib.data.contract import (
 from ACELib.data.task_builder import SIDECAR, write_sidecar
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import Geometry
-from ACELib.labels import JointLabel
+from ACELib.labels import JointLabel, check_joint_values
 from ACESegmentationLib.terminology import labelKind
 
 ANNOTATION_MODES = {
@@ -138,10 +138,7 @@ def exportCase(folder: str | Path, caseName: str, image: np.ndarray, geometry: G
     if labelMap.shape != image.shape[1:] or tuple(labelMap.shape) != geometry.shape:
         raise ValueError(f"label map of shape {labelMap.shape} does not fit image {image.shape[1:]} and geometry "
                          f"{geometry.shape} (D, H, W)")
-    values = {lab.value for lab in labels}
-    unknown = sorted(int(v) for v in np.unique(labelMap) if int(v) not in values)
-    if unknown:
-        raise ValueError(f"label map values {unknown} are not joint label values {sorted(values)}")
+    check_joint_values(labelMap, labels)
     annotated = annotatedLabels(labels, mode)
     labelsJson = {"background": 0, **{lab.name: lab.value for lab in annotated}}
     caseName = safeCaseName(caseName)

@@ -17,7 +17,7 @@ import slicer
 import slicer.util
 import vtk
 
-from ACELib.labels import JointLabel
+from ACELib.labels import JointLabel, check_joint_values
 from ACESegmentationLib.mrml_io import copyGridOf
 from ACESegmentationLib.terminology import TERMINOLOGY_CONTEXT, terminologyFilePath, terminologyForLabel
 
@@ -74,10 +74,7 @@ def setSegmentsFromLabelArray(scene, segmentationNode, labelArray: np.ndarray, l
     if labelArray.shape != tuple(reversed(dims)):
         raise ValueError(f"label map of shape {labelArray.shape} does not fit the grid of "
                          f"{referenceVolume.GetName()!r}, shape {tuple(reversed(dims))} (D, H, W)")
-    known = {label.value for label in labels}
-    unknown = sorted(int(v) for v in np.unique(labelArray) if int(v) not in known)
-    if unknown:
-        raise ValueError(f"label map values {unknown} are not joint label values {sorted(known)}")
+    check_joint_values(labelArray, labels)
     segLogic = segmentationsLogic or slicer.vtkSlicerSegmentationsModuleLogic
     labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ACE temporary labelmap")
     colorTable = addColorTable(scene, labels, name="ACE temporary colours")
