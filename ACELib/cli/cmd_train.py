@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import replace
 
 from ACELib.cli.progress import ProgressBar
-from ACELib.data.preprocessing import Preprocessing
+from ACELib.data.augment import AugmentationConfig
 from ACELib.inference.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
-from ACELib.training import TrainConfig, train
+from ACELib.training import TRAIN_PROFILES, TrainConfig, profile_config, train
 from ACELib.training.distributed import distributed_session
+from ACELib.training.schedule import SCHEDULES
 
 NAME = "train"
 HELP = "train one network on partially labelled datasets (ACE loss by default)"
@@ -27,39 +29,68 @@ def add_arguments(p) -> None:
     d = TrainConfig()
     p.add_argument("--task", required=True, help="task file (JSON)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--loss", default=d.loss, choices=sorted(LOSSES),
+    p.add_argument("--profile", choices=sorted(TRAIN_PROFILES), default=None,
+                   help="cpu: 3 mm voxels, small U-Net, <= 15 min on 2 CPU cores; paper: the paper's network and "
+                        "patches at the data's resolution, for a GPU. Options given explicitly override the profile; "
+                        "the resolved settings are written to config.json and the model file")
+    p.add_argument("--loss", default=None, choices=sorted(LOSSES),
                    help="; ".join(f"{k}: {v}" for k, v in LOSSES.items()) + f" (default {d.loss})")
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"steps per network (default {d.iterations})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per batch (default {d.batch_size})")
-    p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch edge in voxels (default {d.patch_size})")
-    p.add_argument("--base-channels", type=int, default=d.base_channels, help=f"U-Net width (default {d.base_channels})")
-    p.add_argument("--depth", type=int, default=d.depth, help=f"U-Net blocks per path (default {d.depth})")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})")
-    p.add_argument("--val-fraction", type=float, default=d.validation_fraction,
-                   help=f"cases held out per dataset for validation (default {d.validation_fraction})")
-    p.add_argument("--val-interval", type=int, default=d.validation_interval, help="steps between validations")
-    p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval, help="steps between checkpoints")
+    p.add_argument("--iterations", type=int, help=f"steps per network (default {d.iterations}: about 3.5 h on 2 CPU "
+                   "cores with the default network, minutes on a GPU; --profile cpu: 1500 steps, ~10 min)")
+    p.add_argument("--batch-size", type=int, help=f"patches per batch (default {d.batch_size})")
+    p.add_argument("--patch-size", type=int, help=f"patch edge in voxels (default {d.patch_size})")
+    p.add_argument("--base-channels", type=int, help=f"U-Net width (default {d.base_channels})")
+    p.add_argument("--depth", type=int, help=f"U-Net blocks per path (default {d.depth})")
+    p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {d.learning_rate})")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, help=f"learning-rate schedule (default {d.lr_schedule})")
+    p.add_argument("--warmup", type=int, help=f"steps of linear learning-rate warm-up (default {d.warmup_steps})")
+    p.add_argument("--no-augment", action="store_true", help="no patch augmentation (default: nnU-Net-like "
+                   "spatial and intensity augmentation, see docs/training.md)")
+    p.add_argument("--domain-randomization", type=float, metavar="P",
+                   help="chance that a sample's image is synthesised with random contrasts from the case's generator "
+                        "label map (datasets written by ace phantoms; default 0)")
+    p.add_argument("--val-fraction", type=float, help=f"cases held out per dataset for validation (default {d.validation_fraction})")
+    p.add_argument("--val-interval", type=int, help=f"steps between validations (default {d.validation_interval})")
+    p.add_argument("--checkpoint-interval", type=int, help=f"steps between checkpoints (default {d.checkpoint_interval})")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="resample to this spacing (mm)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default="auto", help=f"one of {list(DEVICE_CHOICES)} or cuda:N (default auto)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default=None, help=f"one of {list(DEVICE_CHOICES)} or cuda:N (default auto)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--cache", metavar="DIR", help="keep preprocessed cases in DIR, memory-mapped (for data larger "
                    "than RAM; built once, reused while the sources and settings are unchanged)")
-    p.add_argument("--workers", type=int, default=d.num_workers,
-                   help="processes drawing patches (default 0: in the training process)")
+    p.add_argument("--workers", type=int, help=f"processes drawing patches (default {d.num_workers}: in the training process)")
     p.add_argument("--multi-unet", action="store_true", help="train one network per dataset with CE (baseline)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
+_OPTIONS = {  # argparse destination -> TrainConfig field
+    "loss": "loss", "iterations": "iterations", "batch_size": "batch_size", "patch_size": "patch_size",
+    "base_channels": "base_channels", "depth": "depth", "lr": "learning_rate", "lr_schedule": "lr_schedule",
+    "warmup": "warmup_steps", "val_fraction": "validation_fraction", "val_interval": "validation_interval",
+    "checkpoint_interval": "checkpoint_interval", "seed": "seed", "device": "device", "threads": "num_threads",
+    "cache": "cache_dir", "workers": "num_workers",
+}
+
+
 def config_from_args(args) -> TrainConfig:
-    return TrainConfig(loss=args.loss, iterations=args.iterations, batch_size=args.batch_size,
-                       patch_size=args.patch_size, base_channels=args.base_channels, depth=args.depth,
-                       learning_rate=args.lr, validation_fraction=args.val_fraction,
-                       validation_interval=args.val_interval, checkpoint_interval=args.checkpoint_interval,
-                       seed=args.seed, device=args.device, amp=not args.no_amp, multi_unet=args.multi_unet,
-                       num_threads=args.threads, cache_dir=args.cache, num_workers=args.workers,
-                       preprocessing=Preprocessing(spacing=tuple(args.spacing) if args.spacing else None))
+    """The profile's settings (or the defaults), overridden by every option given explicitly."""
+    overrides = {field: getattr(args, dest) for dest, field in _OPTIONS.items() if getattr(args, dest) is not None}
+    if args.no_amp:
+        overrides["amp"] = False
+    if args.multi_unet:
+        overrides["multi_unet"] = True
+    base = profile_config(args.profile)
+    if args.spacing:
+        overrides["preprocessing"] = replace(base.preprocessing, spacing=tuple(args.spacing))
+    aug = base.augmentation
+    if args.no_augment:
+        aug = AugmentationConfig.off()
+    if args.domain_randomization is not None:
+        aug = replace(aug, domain_randomization=args.domain_randomization)
+    if aug != base.augmentation:
+        overrides["augmentation"] = aug
+    return profile_config(args.profile, **overrides)
 
 
 def run(args) -> int:

@@ -33,6 +33,11 @@ class DatasetError(ValueError):
     """A dataset folder does not follow the contract."""
 
 
+SYNTH_FOLDER = "synthTr"
+"""Optional folder of a dataset (beside ``labelsTr``) with each case's generator label map
+(``{case}`` + file ending): every voxel's class in the phantom generator (``ACELib.phantoms.mri.CLASSES``),
+read by training for domain randomisation. Not part of the nnU-Net layout; other tools ignore it."""
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """The content of ``dataset.json``.

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ACELib.data.contract import Case, list_cases, read_dataset_info
+from ACELib.data.contract import SYNTH_FOLDER, Case, list_cases, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.io.image import Geometry
+from ACELib.io.image import Geometry, read_image
 from ACELib.labels import DatasetSpec, Task, annotated_mask, candidate_table, to_joint
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class LoadedCase:
         class_voxels: joint index -> flat voxel indices (int64) of that class (subsampled).
         pad_values: ``(C,)`` float32, each channel's minimum: the value patches are padded with
             outside the volume (computed from ``image`` when None).
+        synth: ``(D, H, W)`` uint8 generator label map (domain randomisation), or None.
+        synth_counts: ``(K,)`` int64 voxels of each generator class (computed from ``synth``).
     """
 
     name: str
@@ -37,10 +39,14 @@ class LoadedCase:
     geometry: Geometry
     class_voxels: dict[int, np.ndarray] = field(default_factory=dict)
     pad_values: np.ndarray | None = None
+    synth: np.ndarray | None = None
+    synth_counts: np.ndarray | None = None
 
     def __post_init__(self):
         if self.pad_values is None:
             self.pad_values = self.image.reshape(self.image.shape[0], -1).min(axis=1).astype(np.float32)
+        if self.synth is not None and self.synth_counts is None:
+            self.synth_counts = np.bincount(self.synth.reshape(-1), minlength=1).astype(np.int64)
 
 
 @dataclass
@@ -98,7 +104,26 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
     target, _ = to_joint(task, ds, label, source=str(case.label_path))
     target = target.astype(np.uint8)
     return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
-                      class_voxel_index(target, rng, max_per_class))
+                      class_voxel_index(target, rng, max_per_class), synth=_read_synth(case, geom, prep))
+
+
+def synth_path(case: Case):
+    """Where the generator label map of ``case`` would be (beside ``labelsTr``), or None."""
+    if case.label_path is None:
+        return None
+    return case.label_path.parent.parent / SYNTH_FOLDER / case.label_path.name
+
+
+def _read_synth(case: Case, geom: Geometry, prep: Preprocessing) -> np.ndarray | None:
+    """The case's generator label map on the training grid, or None when the dataset has none."""
+    path = synth_path(case)
+    if path is None or not path.exists():
+        return None
+    synth, sgeom = read_image(path, dtype=np.int16)
+    if sgeom.differences(geom):
+        raise ValueError(f"generator label map {str(path)!r} is not on its case's grid: {sgeom.differences(geom)}")
+    synth, _ = prep.resample(synth, geom, is_label=True)
+    return synth.astype(np.uint8)
 
 
 def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ACELib.data.augment import AugmentationConfig, PatchAugmenter
 from ACELib.data.loading import LoadedCase, LoadedDataset
+from ACELib.data.patches import crop
 
 
 @dataclass
@@ -55,20 +57,7 @@ def extract_patch(case: LoadedCase, center: Sequence[int], size: Sequence[int]) 
     Returns:
         ``(image (C, *size) float32, target (*size) uint8)``.
     """
-    img, tgt = case.image, case.target
-    shape = tgt.shape
-    starts = [int(c) - s // 2 for c, s in zip(center, size)]
-    src, dst = [], []
-    for st, s, n in zip(starts, size, shape):
-        lo, hi = max(st, 0), min(st + s, n)
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - st, hi - st))
-    out_img = np.empty((img.shape[0], *size), dtype=np.float32)
-    out_img[:] = np.asarray(case.pad_values, dtype=np.float32)[:, None, None, None]
-    out_tgt = np.zeros(tuple(size), dtype=np.uint8)
-    out_img[(slice(None), *dst)] = img[(slice(None), *src)]
-    out_tgt[tuple(dst)] = tgt[tuple(src)]
-    return out_img, out_tgt
+    return crop(case.image, center, size, case.pad_values), crop(case.target, center, size, 0)
 
 
 class BalancedSampler:
@@ -79,10 +68,13 @@ class BalancedSampler:
         patch_size: int or (D, H, W).
         batch_size: patches per batch (paper: 7).
         seed: the generator's seed (a distributed run passes a different seed per rank).
+        augmentation: how patches are augmented (None or disabled: cut as they are). Each patch
+            draws one seed for its augmentation from the generator, so a stream with augmentation
+            can still be skipped ahead without augmenting (exact resume with workers).
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
-                 batch_size: int = 7, seed: int = 0):
+                 batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -98,6 +90,12 @@ class BalancedSampler:
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
+        self.augmenter = PatchAugmenter(augmentation) if augmentation is not None and augmentation.enabled else None
+        if augmentation is not None and augmentation.domain_randomization > 0:
+            missing = [c.name for d in self.datasets for c in d.cases if c.synth is None]
+            if missing:
+                raise ValueError(f"domain randomisation needs a generator label map (synthTr) for every case; "
+                                 f"{len(missing)} cases have none, e.g. {missing[:3]}")
         # per dataset: class -> cases containing it
         self._by_class = []
         for d in self.datasets:
@@ -122,7 +120,12 @@ class BalancedSampler:
         images, targets, ds_idx = [], [], []
         for _ in range(self.batch_size):
             k, case, center = self.draw()
-            img, tgt = extract_patch(case, center, self.patch_size)
+            if self.augmenter is None:
+                img, tgt = extract_patch(case, center, self.patch_size)
+            else:
+                rng = np.random.default_rng(int(self.rng.integers(2**63)))
+                img, tgt = self.augmenter(case.image, case.target, center, self.patch_size, rng, case.pad_values,
+                                          case.synth, case.synth_counts)
             images.append(img)
             targets.append(tgt)
             ds_idx.append(k)
@@ -144,6 +147,8 @@ class BalancedSampler:
         """Advance the generator past ``batches`` batches without extracting their patches."""
         for _ in range(int(batches) * self.batch_size):
             self.draw()
+            if self.augmenter is not None:
+                self.rng.integers(2**63)
 
     def get_state(self) -> dict:
         """The generator state (JSON-serialisable), to resume the same stream of batches."""
@@ -183,14 +188,15 @@ class SamplerStream(torch.utils.data.IterableDataset):
     ``restart = 1 + origin`` and count their batches from there.
 
     Args:
-        datasets, patch_size, batch_size: as for :class:`BalancedSampler`.
+        datasets, patch_size, batch_size, augmentation: as for :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
         origin: None for streams that began with the run, else the step where they were restarted.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
-                 seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None):
+                 seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
+                 augmentation: AugmentationConfig | None = None):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
@@ -199,6 +205,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
         BalancedSampler(datasets, patch_size, batch_size, seed=0)  # check the arguments up front
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
         self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
+        self.augmentation = augmentation
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
@@ -210,7 +217,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
         tag = 0 if self.origin is None else self.origin + 1
         role = (worker + done) % num_workers
         sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
-                                  seed=stream_seed(self.seed, self.rank, 1 + role, tag))
+                                  seed=stream_seed(self.seed, self.rank, 1 + role, tag),
+                                  augmentation=self.augmentation)
         sampler.skip(len(range(role, done, num_workers)))
         return sampler
 

@@ -17,18 +17,20 @@ import numpy as np
 from ACELib.io.image import Geometry
 from ACELib.phantoms.fields import smooth, smooth_noise
 
-CLASSES = ("background", "CSF", "GM", "WM", "WMH", "edema", "tumor", "necrosis")
-"""Tissue classes of the fraction maps given to :func:`synthesize` (in this order)."""
+CLASSES = ("background", "CSF", "GM", "WM", "WMH", "edema", "tumor", "necrosis", "scalp", "fat", "skull")
+"""Tissue classes of the fraction maps given to :func:`synthesize` (in this order); the last three are
+the non-brain head tissue of skull-on phantoms (:mod:`ACELib.phantoms.head`)."""
 
 MODALITIES = ("T1", "T1c", "T2", "FLAIR")
 
 # Mean intensity of each class (CLASSES order) relative to T1 white matter. FLAIR: lesions bright,
-# CSF dark; T1: lesions dark; T1c: enhancing tumour bright; T2: fluid and lesions bright.
+# CSF dark; T1: lesions dark; T1c: enhancing tumour bright; T2: fluid and lesions bright. Head tissue:
+# scalp (skin and muscle) intermediate, fat bright in T1 and still bright in T2/FLAIR, cortical bone dark.
 BASE_CONTRAST: Mapping[str, tuple[float, ...]] = {
-    "T1": (0.0, 0.30, 0.65, 0.95, 0.58, 0.55, 0.55, 0.28),
-    "T1c": (0.0, 0.32, 0.68, 0.95, 0.60, 0.58, 1.30, 0.28),
-    "T2": (0.0, 1.00, 0.60, 0.42, 0.85, 0.90, 0.75, 0.95),
-    "FLAIR": (0.0, 0.12, 0.62, 0.48, 1.00, 0.95, 0.80, 0.40),
+    "T1": (0.0, 0.30, 0.65, 0.95, 0.58, 0.55, 0.55, 0.28, 0.50, 1.15, 0.06),
+    "T1c": (0.0, 0.32, 0.68, 0.95, 0.60, 0.58, 1.30, 0.28, 0.62, 1.15, 0.06),
+    "T2": (0.0, 1.00, 0.60, 0.42, 0.85, 0.90, 0.75, 0.95, 0.38, 0.70, 0.05),
+    "FLAIR": (0.0, 0.12, 0.62, 0.48, 1.00, 0.95, 0.80, 0.40, 0.45, 0.85, 0.05),
 }
 
 
@@ -72,13 +74,16 @@ class Scanner:
 
 
 def draw_scanner(rng: np.random.Generator, name: str, thick_slice_probability: float = 0.3,
-                 contrast_spread: float = 0.1) -> Scanner:
+                 contrast_spread: float = 0.1, thickness_mm: tuple[float, float] = (3.0, 5.0),
+                 bias_std: tuple[float, float] = (0.04, 0.2)) -> Scanner:
     """Random acquisition settings for a dataset.
 
     Args:
-        thick_slice_probability: chance that the dataset has thick slices (3 to 5 mm along z).
+        thick_slice_probability: chance that the dataset has thick slices (``thickness_mm`` along z).
         contrast_spread: relative (log-normal) spread of each class intensity around
             :data:`BASE_CONTRAST`; the order of the classes in each modality is kept.
+        thickness_mm: range of the slice thickness of a thick-slice scanner.
+        bias_std: range of the bias field's strength (standard deviation of its logarithm).
 
     Returns:
         A :class:`Scanner`.
@@ -93,7 +98,7 @@ def draw_scanner(rng: np.random.Generator, name: str, thick_slice_probability: f
         order = np.argsort(base, kind="stable")
         values[order] = np.sort(values)
         contrast[modality] = tuple(float(v) for v in values)
-    thick = float(rng.uniform(3.0, 5.0)) if rng.random() < thick_slice_probability else 0.0
+    thick = float(rng.uniform(*thickness_mm)) if rng.random() < thick_slice_probability else 0.0
     return Scanner(
         name=name,
         contrast=contrast,
@@ -101,7 +106,7 @@ def draw_scanner(rng: np.random.Generator, name: str, thick_slice_probability: f
         gamma=float(rng.uniform(0.8, 1.25)),
         blur_voxels=float(rng.uniform(0.25, 0.6)),
         slice_thickness_mm=thick,
-        bias_std=float(rng.uniform(0.04, 0.2)),
+        bias_std=float(rng.uniform(*bias_std)),
         bias_scale_mm=float(rng.uniform(40.0, 80.0)),
         noise=float(rng.uniform(0.01, 0.05)),
         jitter=float(rng.uniform(0.02, 0.06)),

@@ -27,13 +27,14 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ACELib.data.contract import write_case, write_dataset_info
+from ACELib.data.contract import SYNTH_FOLDER, write_case, write_dataset_info
 from ACELib.io.atomic import atomic_write_text
+from ACELib.io.image import write_image
 from ACELib.labels import DatasetSpec, JointLabel, Task, save_task
 from ACELib.phantoms.mri import draw_scanner
 from ACELib.phantoms.subject import LESION_VALUES, Subject, make_subject
@@ -118,6 +119,22 @@ SCENARIOS = {
 }
 
 
+SHIFTED = "shifted"
+"""Name of the optional extra joint test set acquired by a shifted scanner (``shifted=N``)."""
+HEAD_MARGIN_MM = 24.0
+"""Room around the brain on the grid of skull-on phantoms (skull, fat and scalp fit in it)."""
+
+
+def dataset_plans(sc: Scenario, shifted: bool = False) -> tuple[DatasetPlan, ...]:
+    """The scenario's datasets, plus the shifted-scanner test set when ``shifted``."""
+    if not shifted:
+        return sc.datasets
+    test = sc.datasets[2]
+    number = int(test.folder[len("Dataset"):len("Dataset") + 3])
+    folder = f"Dataset{number + 1:03d}_" + test.folder.split("_", 1)[1].replace("Test", "Shifted")
+    return (*sc.datasets, replace(test, name=SHIFTED, folder=folder, thick_slices=1.0))
+
+
 def get_scenario(name: str) -> Scenario:
     """The scenario called ``name``; a typo is answered with the valid names."""
     if name not in SCENARIOS:
@@ -125,8 +142,10 @@ def get_scenario(name: str) -> Scenario:
     return SCENARIOS[name]
 
 
-def scenario_task(name: str, root: str | os.PathLike = ".") -> Task:
+def scenario_task(name: str, root: str | os.PathLike = ".", shifted: bool = False) -> Task:
     """The task (joint labels, datasets, roles) of a scenario, its dataset paths relative to ``root``.
+
+    With ``shifted``, the shifted-scanner test set is a second dataset with role ``test``.
 
     For the WMH anatomy dataset the task declares ``widen: {"WM": ["WMH"]}``: its subjects carry
     WMH that are labelled as the white matter they sit in.
@@ -134,7 +153,7 @@ def scenario_task(name: str, root: str | os.PathLike = ".") -> Task:
     sc = get_scenario(name)
     labels = tuple(JointLabel(n, i, _COLORS[n]) for i, n in enumerate(sc.joint_labels))
     datasets = []
-    for plan in sc.datasets:
+    for plan in dataset_plans(sc, shifted):
         values = _dataset_label_values(sc, plan)
         widen = {"WM": ("WMH",)} if plan.labels == "tissue" and plan.lesion == "wmh" else {}
         datasets.append(DatasetSpec(
@@ -156,8 +175,12 @@ def _dataset_label_values(sc: Scenario, plan: DatasetPlan) -> dict[str, int]:
 
 def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = False, spacing: float | None = None,
                   counts: Sequence[int] | None = None, seed: int = 0, overwrite: bool = False,
-                  progress: ProgressFn | None = None, workers: int = 1) -> Path:
-    """Generate a scenario's three datasets and its task file.
+                  progress: ProgressFn | None = None, workers: int = 1, shifted: int = 0,
+                  head: float = 0.0) -> Path:
+    """Generate a scenario's three datasets (four with ``shifted``) and its task file.
+
+    Every dataset also gets ``synthTr/{case}.nii.gz``, each voxel's generator class
+    (``mri.CLASSES``), which training reads for domain randomisation.
 
     Args:
         scenario: ``"wmh"`` or ``"tumor"``.
@@ -171,6 +194,11 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
         progress: called as ``progress(done, total, message)`` after each case.
         workers: processes generating cases in parallel (1: in this process). The result does not
             depend on it.
+        shifted: cases of an extra joint test set (``Dataset0X4_*Shifted``, role test) whose scanner
+            has a wider contrast spread (0.3 instead of 0.1), thick slices (4-7 mm) always and a
+            stronger bias field than the training scanners; skull-on when ``head`` > 0.
+        head: chance that a subject is skull-on (skull, fat, scalp around the brain; background in
+            every label map); 0 gives skull-stripped phantoms.
 
     Returns:
         Path of the written task file.
@@ -185,21 +213,27 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
     _check_seed(seed)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(shifted, bool) or not isinstance(shifted, (int, np.integer)) or shifted < 0:
+        raise ValueError(f"shifted must be a non-negative number of cases, got {shifted!r}")
+    if not isinstance(head, (int, float)) or not 0.0 <= float(head) <= 1.0:
+        raise ValueError(f"head must be a probability in [0, 1], got {head!r}")
     spacing = float(PROFILES["quick" if quick else "full"] if spacing is None else spacing)
-    out = _prepare_output(Path(out_dir), sc, overwrite)
-    template = load_template(spacing)
-    task = scenario_task(scenario, root=out)
+    plans = dataset_plans(sc, shifted > 0)
+    counts = (*counts, int(shifted)) if shifted else counts
+    out = _prepare_output(Path(out_dir), plans, overwrite)
+    template = _template(spacing, head)
+    task = scenario_task(scenario, root=out, shifted=shifted > 0)
     jobs = []
-    for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
+    for index, (plan, count) in enumerate(zip(plans, counts)):
         values = _dataset_label_values(sc, plan)
         write_dataset_info(out / plan.folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
-        jobs.extend((sc.name, index, i, spacing, int(seed), str(out), overwrite) for i in range(count))
+        jobs.extend((sc.name, index, i, spacing, int(seed), str(out), overwrite, float(head)) for i in range(count))
     infos: dict[tuple[int, int], dict] = {}
 
     def report(job, info) -> None:
         infos[job[1], job[2]] = info
         if progress is not None:
-            progress(len(infos), len(jobs), f"{sc.datasets[job[1]].folder} {_case_name(sc, job[1], job[2])}")
+            progress(len(infos), len(jobs), f"{plans[job[1]].folder} {_case_name(sc, job[1], job[2])}")
 
     if workers == 1 or len(jobs) < 2:
         for job in jobs:
@@ -213,10 +247,10 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
             futures = {pool.submit(_write_case, job): job for job in jobs}
             for future in concurrent.futures.as_completed(futures):
                 report(futures[future], future.result())
-    record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": spacing,
-                    "shape_dhw": list(template.shape), "counts": dict(zip(("anatomy", "lesion", "test"), counts)),
+    record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": spacing, "head_probability": float(head),
+                    "shape_dhw": list(template.shape), "counts": {p.name: c for p, c in zip(plans, counts)},
                     "datasets": {}}
-    for index, (plan, count) in enumerate(zip(sc.datasets, counts)):
+    for index, (plan, count) in enumerate(zip(plans, counts)):
         record["datasets"][plan.name] = {
             "folder": plan.folder, "scanner": _scanner(sc, index, seed).to_dict(),
             "cases": {_case_name(sc, index, i): infos[index, i] for i in range(count)},
@@ -229,63 +263,73 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
 
 
 def _case_name(sc: Scenario, index: int, case: int) -> str:
-    return f"{sc.name}_{sc.datasets[index].name}_{case:03d}"
+    return f"{sc.name}_{dataset_plans(sc, True)[index].name}_{case:03d}"
+
+
+def _template(spacing: float, head: float):
+    return load_template(spacing, margin_mm=HEAD_MARGIN_MM) if head > 0 else load_template(spacing)
 
 
 def _write_case(job: tuple) -> dict:
     """Generate and write one case (runs in worker processes too); returns its generation record."""
-    scenario, index, case, spacing, seed, out, overwrite = job
+    scenario, index, case, spacing, seed, out, overwrite, head = job
     sc = get_scenario(scenario)
-    plan = sc.datasets[index]
-    subject = _subject(sc, index, case, load_template(spacing), _scanner(sc, index, seed), seed)
+    plan = dataset_plans(sc, True)[index]
+    subject = _subject(sc, index, case, _template(spacing, head), _scanner(sc, index, seed), seed, head)
     label = {"tissue": subject.tissue, "lesion": subject.lesion, "joint": subject.joint}[plan.labels]
-    write_case(Path(out) / plan.folder, _case_name(sc, index, case), subject.stack(plan.modalities),
-               subject.geometry, label, overwrite=overwrite)
+    name = _case_name(sc, index, case)
+    write_case(Path(out) / plan.folder, name, subject.stack(plan.modalities), subject.geometry, label,
+               overwrite=overwrite)
+    write_image(Path(out) / plan.folder / SYNTH_FOLDER / f"{name}.nii.gz", subject.synth, subject.geometry)
     return {k: round(float(v), 3) for k, v in subject.info.items()}
 
 
 def scenario_subject(scenario: str, dataset: str, case: int, *, quick: bool = False,
-                     spacing: float | None = None, seed: int = 0) -> Subject:
+                     spacing: float | None = None, seed: int = 0, head: float = 0.0) -> Subject:
     """The subject that :func:`make_scenario` writes as case number ``case`` of ``dataset``.
 
     Cases are independent of each other and of the case counts, so any one can be regenerated, with
     what its files do not hold (e.g. the WMH hidden in the anatomy dataset's tissue labels).
 
     Args:
-        dataset: ``"anatomy"``, ``"lesion"`` or ``"test"``.
+        dataset: ``"anatomy"``, ``"lesion"``, ``"test"`` or ``"shifted"``.
         case: case number (0 for the first).
-        quick, spacing, seed: as given to :func:`make_scenario`.
+        quick, spacing, seed, head: as given to :func:`make_scenario`.
 
     Raises:
         ValueError: unknown scenario or dataset, negative case number, bad seed.
     """
     sc = get_scenario(scenario)
-    names = [plan.name for plan in sc.datasets]
+    names = [plan.name for plan in dataset_plans(sc, True)]
     if dataset not in names:
         raise ValueError(f"dataset must be one of {names}, got {dataset!r}")
     if isinstance(case, bool) or not isinstance(case, (int, np.integer)) or case < 0:
         raise ValueError(f"case must be a non-negative integer, got {case!r}")
     _check_seed(seed)
-    template = load_template(float(PROFILES["quick" if quick else "full"] if spacing is None else spacing))
+    template = _template(float(PROFILES["quick" if quick else "full"] if spacing is None else spacing), head)
     index = names.index(dataset)
-    return _subject(sc, index, int(case), template, _scanner(sc, index, seed), seed)
+    return _subject(sc, index, int(case), template, _scanner(sc, index, seed), seed, head)
 
 
 def _scanner(sc: Scenario, index: int, seed: int):
-    plan = sc.datasets[index]
-    return draw_scanner(np.random.default_rng([seed, sc.key, index, 0, 0]), f"{sc.name}-{plan.name}",
-                        thick_slice_probability=plan.thick_slices)
+    plan = dataset_plans(sc, True)[index]
+    rng = np.random.default_rng([seed, sc.key, index, 0, 0])
+    if plan.name == SHIFTED:
+        return draw_scanner(rng, f"{sc.name}-{plan.name}", thick_slice_probability=1.0, contrast_spread=0.3,
+                            thickness_mm=(4.0, 7.0), bias_std=(0.2, 0.4))
+    return draw_scanner(rng, f"{sc.name}-{plan.name}", thick_slice_probability=plan.thick_slices)
 
 
-def _subject(sc: Scenario, index: int, case: int, template, scanner, seed: int) -> Subject:
+def _subject(sc: Scenario, index: int, case: int, template, scanner, seed: int, head: float = 0.0) -> Subject:
     """Case ``case`` of dataset ``index``: its random stream depends on nothing else."""
-    plan = sc.datasets[index]
+    plan = dataset_plans(sc, True)[index]
     rng = np.random.default_rng([seed, sc.key, index, 1, case])
     carries = plan.lesion != "none" and rng.random() < plan.lesion_probability
     lo, hi = plan.wmh_load_ml
     load = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if plan.lesion == "wmh" else None
+    skull_on = head > 0 and (plan.name == SHIFTED or rng.random() < head)
     return make_subject(template, rng, scanner, modalities=plan.modalities,
-                        lesion=plan.lesion if carries else "none", wmh_load_ml=load)
+                        lesion=plan.lesion if carries else "none", wmh_load_ml=load, head=skull_on)
 
 
 def _check_seed(seed) -> None:
@@ -306,7 +350,7 @@ def _check_counts(sc: Scenario, counts) -> tuple[int, int, int]:
     return tuple(int(c) for c in values)  # type: ignore[return-value]
 
 
-def _prepare_output(out: Path, sc: Scenario, overwrite: bool) -> Path:
+def _prepare_output(out: Path, plans: Sequence[DatasetPlan], overwrite: bool) -> Path:
     """Create ``out``; refuse a non-empty one unless ``overwrite``, then clear the scenario's folders."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output {str(out)!r} exists and is not a folder")
@@ -316,7 +360,7 @@ def _prepare_output(out: Path, sc: Scenario, overwrite: bool) -> Path:
                 f"output folder {str(out)!r} is not empty; choose another folder or overwrite it "
                 "(overwrite=True, or --overwrite on the command line)"
             )
-        for plan in sc.datasets:
+        for plan in plans:
             if (out / plan.folder).is_dir():
                 shutil.rmtree(out / plan.folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import numpy as np
 from ACELib.io.image import Geometry
 from ACELib.phantoms.anatomy import GM, WM, mass_effect, random_deformation, source_points, warp_anatomy
 from ACELib.phantoms.fields import sample_nearest, smooth_noise
+from ACELib.phantoms.head import add_extracerebral_csf, draw_head_shape, head_fractions
 from ACELib.phantoms.lesions import edema_mask, pick_tumour_centre, tumour_core, wmh_mask
 from ACELib.phantoms.mri import CLASSES, Scanner, synthesize
 from ACELib.phantoms.template import Template
@@ -33,6 +34,8 @@ class Subject:
             tumour 2; 0 elsewhere).
         geometry: the grid of every map.
         info: what was drawn (volumes in ml, sizes in mm).
+        synth: ``(D, H, W)`` uint8 generator class of each voxel (``mri.CLASSES`` order: the largest
+            fraction), the label map domain randomisation draws new images from.
     """
 
     images: Mapping[str, np.ndarray]
@@ -40,6 +43,7 @@ class Subject:
     lesion: np.ndarray
     geometry: Geometry
     info: Mapping[str, float] = field(default_factory=dict)
+    synth: np.ndarray | None = None
 
     @property
     def joint(self) -> np.ndarray:
@@ -57,7 +61,8 @@ class Subject:
 def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner, *,
                  modalities: Sequence[str] = ("T1", "FLAIR"), lesion: str = "none",
                  wmh_load_ml: float | None = None, tumour_radius_mm: float | None = None,
-                 ventricle_enlargement_mm: float | None = None, deformation: float = 1.0) -> Subject:
+                 ventricle_enlargement_mm: float | None = None, deformation: float = 1.0,
+                 head: bool = False) -> Subject:
     """Generate one subject: anatomy, lesions, images and labels.
 
     Args:
@@ -71,6 +76,9 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
         ventricle_enlargement_mm: widening of the ventricles; when None it grows with the WMH load
             (older brains), or is drawn in 0..2 mm.
         deformation: scales the random affine and non-linear deformation (0: the template itself).
+        head: wrap the brain in skull, fat and scalp (skull-on image; the template needs room
+            around the brain, e.g. ``load_template(spacing, margin_mm=24)``). Every subject gets the
+            extracerebral CSF rim (:mod:`ACELib.phantoms.head`).
 
     Returns:
         The :class:`Subject`.
@@ -115,6 +123,9 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
         # the mass effect pushes the template points read around the centre's template point
         points = mass_effect(points, points[:, z, y, x], radius, strength=float(rng.uniform(0.3, 0.6)))
     anatomy = warp_anatomy(template, points)
+    shape = draw_head_shape(rng, ventricle_enlargement_mm)
+    anatomy = add_extracerebral_csf(anatomy, rng, shape)
+    info.update({f"head_{k}": v for k, v in shape.to_dict().items()})
     if lesion == "tumor":
         necrotic = float(rng.uniform(0.3, 0.6)) if rng.random() < 0.6 else 0.0
         core, necrosis = tumour_core(rng, anatomy, centre, radius, necrosis_fraction=necrotic)
@@ -139,7 +150,12 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
         info.update(wmh_target_ml=load, wmh_ml=float(wmh.sum()) * anatomy.voxel_ml)
     info["ventricles_ml"] = float(anatomy.ventricles.sum()) * anatomy.voxel_ml
 
+    if head:
+        extra[4:7] = head_fractions(anatomy, rng, shape)
+        fr[0] -= extra[4:7].sum(axis=0)
+        fr[0] = np.clip(fr[0], 0.0, None)
     fractions = np.concatenate([fr, extra])
     texture = smooth_noise(rng, geom, max(3.0, 2.0 * geom.spacing[0]))  # shared by all modalities
     images = {m: synthesize(fractions, geom, scanner, m, rng, texture) for m in modalities}
-    return Subject(images=images, tissue=anatomy.tissue, lesion=lesion_map, geometry=geom, info=info)
+    synth = np.argmax(fractions, axis=0).astype(np.uint8)
+    return Subject(images=images, tissue=anatomy.tissue, lesion=lesion_map, geometry=geom, info=info, synth=synth)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ACELib.data.augment import AugmentationConfig
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.losses import LOSSES
+from ACELib.training.schedule import SCHEDULES
 
 # settings that may change when a run is resumed; any other difference is an error
 RESUMABLE_CHANGES = ("iterations", "device", "validation_interval", "checkpoint_interval", "num_threads",
@@ -28,6 +30,10 @@ class TrainConfig:
             None holds them in RAM.
         num_workers: DataLoader processes drawing patches (0: in the training process). A resume
             continues the same patch stream only with the same number of workers (and processes).
+        lr_schedule: one of :data:`ACELib.training.schedule.SCHEDULES`; ``warmup_steps`` of linear
+            warm-up first. The rate is a function of the step and ``iterations``.
+        augmentation: patch augmentation and domain randomisation (:mod:`ACELib.data.augment`).
+        profile: the name of the profile the settings came from (``ace train --profile``), or None.
     """
 
     loss: str = "ace"
@@ -47,7 +53,11 @@ class TrainConfig:
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
+    lr_schedule: str = "poly"
+    warmup_steps: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    profile: str | None = None
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -62,12 +72,17 @@ class TrainConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 10:
+            raise ValueError(f"learning_rate must be a number in (0, 10), got {self.learning_rate}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
+        if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):
+            raise ValueError(f"warmup_steps must be >= 0 and < iterations ({self.iterations}), got {self.warmup_steps}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["preprocessing"] = self.preprocessing.to_dict()
+        d["augmentation"] = self.augmentation.to_dict()
         return d
 
     @classmethod
@@ -79,6 +94,8 @@ class TrainConfig:
         d = dict(d)
         if "preprocessing" in d:
             d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+        if "augmentation" in d:
+            d["augmentation"] = AugmentationConfig.from_dict(d["augmentation"])
         return cls(**d)
 
     def resume_conflicts(self, saved: TrainConfig) -> list[str]:

@@ -1,4 +1,8 @@
-"""Training log (CSV, appended row by row) and a PNG plot of the curves."""
+"""Training log (CSV, appended row by row) and a PNG plot of the curves.
+
+Columns: ``step, loss, patches_per_s, val_dice, elapsed_s, lr`` and one ``val:<dataset>/<label>`` column
+per validated (dataset, class): the mean validation Dice of that class on that dataset's cases.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,36 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ACELib.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
-COLUMNS = ("step", "loss", "patches_per_s", "val_dice", "elapsed_s")
+COLUMNS = ("step", "loss", "patches_per_s", "val_dice", "elapsed_s", "lr")
+VAL_PREFIX = "val:"
 
 
 class TrainingLog:
-    """Append-only CSV log; on resume, rows after the resumed step are dropped."""
+    """Append-only CSV log; on resume, rows after the resumed step are dropped.
 
-    def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
+    Args:
+        extra: further column names (e.g. ``val:anatomy/CSF``), after :data:`COLUMNS`.
+    """
+
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None, extra: Sequence[str] = ()):
         self.path = Path(path)
+        self.columns = (*COLUMNS, *extra)
         rows = self.read() if resume_step is not None and self.path.exists() else []
         rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, COLUMNS)
+            w = csv.DictWriter(f, self.columns, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def append(self, **row) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, COLUMNS).writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+            csv.DictWriter(f, self.columns).writerow({k: _fmt(row.get(k)) for k in self.columns})
 
     def read(self) -> list[dict]:
         with open(self.path, newline="") as f:
@@ -41,8 +52,16 @@ def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
+def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    pts = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
 def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "") -> bool:
-    """Plot loss and validation Dice against step. Returns False (and logs why) without matplotlib."""
+    """Plot loss, learning rate and validation Dice (selection score and per class) against step.
+
+    Returns False (and logs why) without matplotlib.
+    """
     try:
         import matplotlib
 
@@ -52,21 +71,26 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, title:
         log.warning("matplotlib is not installed: no training plot (pip install matplotlib)")
         return False
     with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows if r["loss"]]
-    loss = [float(r["loss"]) for r in rows if r["loss"]]
-    vsteps = [int(r["step"]) for r in rows if r["val_dice"]]
-    vdice = [float(r["val_dice"]) for r in rows if r["val_dice"]]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(steps, loss, color="tab:blue", lw=0.8, label="training loss")
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        names = reader.fieldnames or []
+    fig, (ax, ax3) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    ax.plot(*_series(rows, "loss"), color="tab:blue", lw=0.8)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss", color="tab:blue")
-    if vdice:
+    ax.set_ylabel("training loss", color="tab:blue")
+    if any(r.get("lr") for r in rows):
         ax2 = ax.twinx()
-        ax2.plot(vsteps, vdice, "o-", color="tab:red", ms=3, label="validation Dice")
-        ax2.set_ylabel("validation Dice", color="tab:red")
-        ax2.set_ylim(0, 1)
+        ax2.plot(*_series(rows, "lr"), color="tab:gray", lw=1.0, ls="--")
+        ax2.set_ylabel("learning rate (dashed)", color="tab:gray")
     ax.set_title(title)
+    ax3.plot(*_series(rows, "val_dice"), "o-", color="black", ms=3, lw=1.5, label="selection score")
+    for name in names:
+        if name.startswith(VAL_PREFIX):
+            ax3.plot(*_series(rows, name), ".-", ms=2, lw=0.8, label=name[len(VAL_PREFIX):])
+    ax3.set_ylim(0, 1)
+    ax3.set_xlabel("step")
+    ax3.set_ylabel("validation Dice")
+    ax3.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")

@@ -5,6 +5,7 @@ Run folder layout::
     config.json, task.json          settings and the task, as trained
     model.safetensors               the model file: best validation Dice (last step without validation)
     model_last.safetensors          the model file at the last step
+    model_best_member.safetensors   best-so-far model while a run is under way (read on resume)
     log.csv, curves.png             training log and its plot (per member for a Multi-UNet)
     checkpoint.safetensors          resumable state (per member: members/<name>/...)
     distributed.json                a distributed run: world size, batch-norm policy, per-rank weight hashes
@@ -15,6 +16,7 @@ and writes the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,14 +32,14 @@ from ACELib.data.cache import build_cache
 from ACELib.data.check import check_task
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
 from ACELib.inference.device import autocast_dtype, resolve_device
-from ACELib.inference.model_file import MemberSpec, ModelMetadata, save_model
+from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
 from ACELib.losses import build_loss
 from ACELib.networks import UNet3D, UNetConfig
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
-from ACELib.training.curves import TrainingLog, plot_curves
+from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
 from ACELib.training.distributed import (
     DistContext,
     RankBatches,
@@ -54,10 +56,14 @@ from ACELib.training.distributed import (
     sync_buffers,
     wrap_model,
 )
+from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
+BEST_MEMBER_FILE = "model_best_member.safetensors"
+"""A member's best-so-far model, written at each new best validation score so that a resumed run
+can still return the best weights (its checkpoint holds the latest ones). Same format as the model file."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,39 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
     ctx = current_context()
     plans = plan_members(task, config)
     run_on_main(ctx, _prepare_run_dir, task, run_dir, config, resume)
+    with _text_log(run_dir / TEXT_LOG if ctx.is_main else None):
+        return _train_prepared(task, run_dir, config, plans, resume, progress, should_stop, ctx)
+
+
+TEXT_LOG = "train.log"
+"""The run folder's text log: every ACELib log record of the run (INFO and above), appended per session."""
+
+
+@contextlib.contextmanager
+def _text_log(path: Path | None):
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("ACELib")
+    old_level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def _train_prepared(task: Task, run_dir: Path, config: TrainConfig, plans: list[MemberPlan], resume: bool,
+                    progress: Progress | None, should_stop: Callable[[], bool] | None, ctx: DistContext
+                    ) -> TrainResult:
+    """:func:`train` after the run folder is prepared."""
     problems = run_on_main(ctx, check_task, task, modalities=() if config.multi_unet else None, include_test=False)
     if problems:
         raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
@@ -184,11 +223,30 @@ def _local_tables(plan: MemberPlan, num_joint: int):
     return lut
 
 
-def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir: Path, device: torch.device,
-                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None,
-                  ctx: DistContext | None = None):
-    """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
-    ctx = ctx or DistContext()
+@dataclass
+class _MemberRun:
+    """Everything one network's training loop works with."""
+
+    plan: MemberPlan
+    net: UNet3D
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: RankBatches
+    loss_fn: torch.nn.Module
+    lut: torch.Tensor | None
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler | None
+    val_sets: list[LoadedDataset]
+    columns: dict[str, str]  # validate()'s "<dataset>/<class index>" -> log column
+    step: int = 0
+    best_score: float = -1.0
+    best_step: int = 0
+    best_state: dict | None = None
+
+
+def _setup_member(task: Task, plan: MemberPlan, config: TrainConfig, device: torch.device,
+                  ctx: DistContext) -> _MemberRun:
+    """Data, network, optimiser, sampler and loss of one member (no resume yet)."""
     if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
         build_cache(task, config.preprocessing, lambda ds: plan.modalities, config.cache_dir, plan.datasets,
                     shard=(ctx.local_rank, ctx.local_world_size))
@@ -199,105 +257,141 @@ def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir:
     torch.manual_seed(config.seed)
     # channels-last: oneDNN runs 3D convolutions (and above all their backward) several times faster
     net = UNet3D(_net_config(plan, config)).to(device, memory_format=torch.channels_last_3d)
-    model = wrap_model(net, ctx, device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    batches = RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
-                          workers=config.num_workers, pin_memory=device.type == "cuda")
-    loss_fn = build_loss(plan.loss).to(device)
-    lut = _local_tables(plan, task.num_classes)
-    k = len(plan.classes)
     amp_dtype = autocast_dtype(device) if config.amp else None
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    columns = {f"{ds.spec.name}/{c}": f"{VAL_PREFIX}{ds.spec.name}/{task.labels[c].name}"
+               for ds in val_sets if ds.cases for c in np.flatnonzero(ds.annotated) if c != 0}
+    return _MemberRun(
+        plan=plan, net=net, model=wrap_model(net, ctx, device),
+        optimizer=torch.optim.Adam(net.parameters(), lr=config.learning_rate),
+        batches=RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
+                            workers=config.num_workers, pin_memory=device.type == "cuda",
+                            augmentation=config.augmentation),
+        loss_fn=build_loss(plan.loss).to(device), lut=_local_tables(plan, task.num_classes),
+        amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
+        val_sets=val_sets, columns=columns)
+
+
+def _resume_member(run: _MemberRun, ckpt: Path, member_dir: Path, ctx: DistContext) -> None:
+    """Load the member's checkpoint (rank 0 reads it) into ``run``."""
+    st = run_on_main(ctx, lambda: load_checkpoint(ckpt) if ckpt.exists() else None)
+    if st is None:
+        return
+    run.net.load_state_dict(st.model_state)
+    run.optimizer.load_state_dict(st.optimizer_state)
+    run.batches.restore(st.sampler_state, st.step)
+    run.step, run.best_score, run.best_step = st.step, st.best_score, st.best_step
+    if run.best_step and ctx.is_main:
+        run.best_state = _load_best(member_dir)
+    log.info("%s: resumed at step %d", run.plan.name, run.step)
+
+
+def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx: DistContext) -> float:
+    """One optimisation step at ``run.step``'s learning rate; returns the loss (same on every rank)."""
+    lr = learning_rate(run.step, config.iterations, config.learning_rate, config.lr_schedule, config.warmup_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = run.batches.next().to(device)
+    target, annotated, candidates = batch.target, batch.annotated, batch.candidates
+    if run.lut is not None:  # a Multi-UNet member predicts its own classes only
+        k = len(run.plan.classes)
+        target = run.lut.to(device)[target]
+        annotated = torch.ones(target.shape[0], k, dtype=torch.bool, device=device)
+        candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
+    run.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        logits = run.model(batch.image.contiguous(memory_format=torch.channels_last_3d))
+    loss = run.loss_fn(logits.float(), target, annotated, candidates)
+    loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
+    if not torch.isfinite(loss_value):
+        raise FloatingPointError(
+            f"training diverged: the {run.plan.name} loss became {loss_value.item()} at step {run.step + 1} "
+            f"(learning rate {lr:.3g}); lower --lr (now {config.learning_rate:g}) or add --warmup steps")
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.step += 1
+    return float(loss_value.item())
+
+
+def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext) -> tuple[float, dict]:
+    """Validate (rank 0), keep the best state; returns ``(score, {log column: Dice})``."""
+    val, per_class = float("nan"), {}
+    if ctx.is_main:  # rank 0 validates; the others wait here
+        val, per_class = validate(run.net, run.val_sets, run.plan.classes, device, amp_dtype=run.amp_dtype)
+        log.info("%s step %d validation score %.4f %s", run.plan.name, run.step, val,
+                 {run.columns.get(k, k)[len(VAL_PREFIX):]: round(v, 3) for k, v in per_class.items()})
+    val = broadcast_object(val, ctx)
+    if not np.isnan(val) and val > run.best_score:
+        run.best_score, run.best_step = val, run.step
+        if ctx.is_main:
+            run.best_state = {k: v.detach().clone() for k, v in run.net.state_dict().items()}
+    return val, {run.columns[k]: v for k, v in per_class.items() if k in run.columns}
+
+
+def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir: Path, device: torch.device,
+                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None,
+                  ctx: DistContext | None = None):
+    """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
+    ctx = ctx or DistContext()
+    run = _setup_member(task, plan, config, device, ctx)
     ckpt = member_dir / "checkpoint.safetensors"
-    step, best_score, best_step = 0, -1.0, 0
-    st = run_on_main(ctx, lambda: load_checkpoint(ckpt) if resume and ckpt.exists() else None)
-    if st is not None:
-        net.load_state_dict(st.model_state)
-        optimizer.load_state_dict(st.optimizer_state)
-        batches.restore(st.sampler_state, st.step)
-        step, best_score, best_step = st.step, st.best_score, st.best_step
-        log.info("%s: resumed at step %d", plan.name, step)
-    best_state = _load_best(member_dir, net) if best_step and ctx.is_main else None
-    train_log = TrainingLog(member_dir / "log.csv", resume_step=step if resume else None) if ctx.is_main else None
-    has_val = any(d.cases for d in val_sets)
+    if resume:
+        _resume_member(run, ckpt, member_dir, ctx)
+    train_log = (TrainingLog(member_dir / "log.csv", resume_step=run.step if resume else None,
+                             extra=tuple(run.columns.values())) if ctx.is_main else None)
+    has_val = any(d.cases for d in run.val_sets)
     t0, rate, stopped = time.perf_counter(), None, False
-    model.train()
-    while step < config.iterations:
+    run.model.train()
+    while run.step < config.iterations:
         if any_rank(should_stop is not None and should_stop(), ctx, device):
             stopped = True
             break
         tic = time.perf_counter()
-        batch = batches.next().to(device)
-        target, annotated, candidates = batch.target, batch.annotated, batch.candidates
-        if lut is not None:
-            lut_d = lut.to(device)
-            target = lut_d[target]
-            annotated = torch.ones(target.shape[0], k, dtype=torch.bool, device=device)
-            candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(batch.image.contiguous(memory_format=torch.channels_last_3d))
-        loss = loss_fn(logits.float(), target, annotated, candidates)
-        loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
-        if not torch.isfinite(loss_value):
-            raise FloatingPointError(f"{plan.name}: loss became {loss_value.item()} at step {step + 1}")
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        step += 1
-        dt = time.perf_counter() - tic
-        inst = config.batch_size * ctx.world_size / max(dt, 1e-9)
+        loss_item = _train_step(run, config, device, ctx)
+        lr = run.optimizer.param_groups[0]["lr"]
+        inst = config.batch_size * ctx.world_size / max(time.perf_counter() - tic, 1e-9)
         rate = inst if rate is None else 0.9 * rate + 0.1 * inst
-        val = float("nan")
-        if has_val and (step % config.validation_interval == 0 or step == config.iterations):
-            if ctx.is_main:  # rank 0 validates; the others wait here
-                val, per_class = validate(net, val_sets, plan.classes, device, amp_dtype=amp_dtype)
-                log.info("%s step %d validation Dice %.4f %s", plan.name, step, val,
-                         {k_: round(v, 3) for k_, v in per_class.items()})
-            val = broadcast_object(val, ctx)
-            if not np.isnan(val) and val > best_score:
-                best_score, best_step = val, step
-                if ctx.is_main:
-                    best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
-                    _save_member_model(member_dir / "model_best_member.safetensors", task, plan, config, net)
-        loss_item = float(loss_value.item())
+        val, per_class = float("nan"), {}
+        if has_val and (run.step % config.validation_interval == 0 or run.step == config.iterations):
+            val, per_class = _validate_and_select(run, device, ctx)
+            if ctx.is_main and run.best_step == run.step:
+                _save_member_model(member_dir / BEST_MEMBER_FILE, task, plan, config, run.net)
         if train_log is not None:
-            train_log.append(step=step, loss=loss_item, patches_per_s=rate, val_dice=val,
-                             elapsed_s=time.perf_counter() - t0)
+            train_log.append(step=run.step, loss=loss_item, patches_per_s=rate, val_dice=val,
+                             elapsed_s=time.perf_counter() - t0, lr=lr, **per_class)
         msg = f"{plan.name} loss {loss_item:.4f} | {rate:.1f} patches/s" + (f" | val Dice {val:.3f}" if val == val else "")
         if progress is not None:
-            progress(step, config.iterations, msg)
-        if step % 10 == 0 or step == config.iterations or val == val:
-            log.debug("step %d/%d %s", step, config.iterations, msg)
-        if step % config.checkpoint_interval == 0 or step == config.iterations:
-            _checkpoint(ckpt, net, optimizer, step, best_score, best_step, batches, ctx, device, config)
+            progress(run.step, config.iterations, msg)
+        if run.step % 10 == 0 or run.step == config.iterations or val == val:
+            log.debug("step %d/%d %s", run.step, config.iterations, msg)
+        if run.step % config.checkpoint_interval == 0 or run.step == config.iterations:
+            _checkpoint(ckpt, run, ctx, device, config)
     if stopped:
-        _checkpoint(ckpt, net, optimizer, step, best_score, best_step, batches, ctx, device, config)
-        log.info("%s: stopped at step %d; resume with --resume", plan.name, step)
-    batches.close()
+        _checkpoint(ckpt, run, ctx, device, config)
+        log.info("%s: stopped at step %d; resume with --resume", plan.name, run.step)
+    run.batches.close()
     if ctx.is_main:
         plot_curves(member_dir / "log.csv", member_dir / "curves.png", title=f"{task.name} - {plan.name} ({plan.loss})")
-    last = _clone(net)
-    best_net = last if best_state is None else _clone(net, best_state)
-    return (best_net.cpu().eval(), last.cpu().eval()), step, best_score, stopped
+    last = _clone(run.net)
+    best_net = last if run.best_state is None else _clone(run.net, run.best_state)
+    return (best_net.cpu().eval(), last.cpu().eval()), run.step, run.best_score, stopped
 
 
-def _checkpoint(path: Path, net: UNet3D, optimizer, step: int, best_score: float, best_step: int,
-                batches: RankBatches, ctx: DistContext, device: torch.device, config: TrainConfig) -> None:
+def _checkpoint(path: Path, run: _MemberRun, ctx: DistContext, device: torch.device, config: TrainConfig) -> None:
     """Save the resumable state (every rank calls this; rank 0 writes, the others wait)."""
-    sampler_state = batches.state()
-    sync_buffers(net, ctx)
-    digests = gather_objects(state_digest(net), ctx) if ctx.distributed else []
+    sampler_state = run.batches.state()
+    sync_buffers(run.net, ctx)
+    digests = gather_objects(state_digest(run.net), ctx) if ctx.distributed else []
     if len(set(digests)) > 1:
-        log.warning("step %d: the ranks' weights differ (%s)", step, digests)
+        log.warning("step %d: the ranks' weights differ (%s)", run.step, digests)
     if ctx.is_main:
-        save_checkpoint(path, net, optimizer, step, best_score, best_step, sampler_state)
+        save_checkpoint(path, run.net, run.optimizer, run.step, run.best_score, run.best_step, sampler_state)
         if ctx.distributed:
-            info = record(ctx, device, config.num_workers, step, digests)
+            info = record(ctx, device, config.num_workers, run.step, digests)
             atomic_write_text(path.parent / "distributed.json", json.dumps(info, indent=2) + "\n")
     barrier(ctx)
 
@@ -312,10 +406,9 @@ def _save_member_model(path: Path, task: Task, plan: MemberPlan, config: TrainCo
     save_model(path, _metadata(task, [plan], config), [net])
 
 
-def _load_best(member_dir: Path, net: UNet3D) -> dict | None:
-    from ACELib.inference.model_file import read_model_file
-
-    path = member_dir / "model_best_member.safetensors"
+def _load_best(member_dir: Path) -> dict | None:
+    """The best-so-far weights of an interrupted member (its :data:`BEST_MEMBER_FILE`), or None."""
+    path = member_dir / BEST_MEMBER_FILE
     if not path.exists():
         return None
     _, nets = read_model_file(path)

@@ -43,13 +43,18 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, classes: Sequence[int]) ->
 @torch.no_grad()
 def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: Sequence[int],
              device: torch.device, window: int = 96, amp_dtype=None) -> tuple[float, dict[str, float]]:
-    """Mean validation Dice over all (case, annotated class) pairs, and the mean per class name.
+    """Validation Dice for model selection, and the mean Dice per (dataset, class).
+
+    The selection score weighs every dataset and every class the same: the mean over datasets of
+    the mean over the classes each annotates (each of those a mean over the dataset's validation
+    cases that have the class in their prediction or reference). A plain mean over (case, class)
+    pairs would let a dataset with many small-lesion cases decide alone.
 
     Args:
         classes: joint index of each network output channel.
 
     Returns:
-        ``(mean_dice, {"<dataset>/<class index>": mean})``; NaN when there is nothing to score.
+        ``(selection_score, {"<dataset>/<class index>": mean})``; NaN when there is nothing to score.
     """
     was_training = net.training
     net.eval()
@@ -73,5 +78,14 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
     finally:
         net.train(was_training)
     per_class = {k: float(np.mean(v)) for k, v in scores.items()}
-    flat = [d for v in scores.values() for d in v]
-    return (float(np.mean(flat)) if flat else float("nan")), per_class
+    return selection_score(per_class), per_class
+
+
+def selection_score(per_class: dict[str, float]) -> float:
+    """Mean over datasets of the mean over their classes of ``{"<dataset>/<class>": dice}``; NaN if empty."""
+    by_dataset: dict[str, list[float]] = {}
+    for key, value in per_class.items():
+        by_dataset.setdefault(key.rsplit("/", 1)[0], []).append(value)
+    if not by_dataset:
+        return float("nan")
+    return float(np.mean([np.mean(v) for v in by_dataset.values()]))

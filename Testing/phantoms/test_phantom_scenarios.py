@@ -94,7 +94,7 @@ def test_scenario_subject_is_the_written_case(generated):
     subject = scenario_subject("tumor", "test", 0, spacing=TINY_SPACING, seed=5)
     np.testing.assert_array_equal(image, subject.stack(("T1", "T1c", "T2", "FLAIR")))
     np.testing.assert_array_equal(label, subject.joint)
-    with pytest.raises(ValueError, match=r"dataset must be one of \['anatomy', 'lesion', 'test'\]"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \['anatomy', 'lesion', 'test', 'shifted'\]"):
         scenario_subject("tumor", "train", 0, spacing=TINY_SPACING)
     with pytest.raises(ValueError, match="case must be a non-negative integer"):
         scenario_subject("tumor", "test", -1, spacing=TINY_SPACING)

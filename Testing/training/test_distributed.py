@@ -43,7 +43,7 @@ from ACELib.training.distributed import (
 ITERATIONS = 40
 TRAIN = ["--iterations", str(ITERATIONS), "--batch-size", "3", "--patch-size", "8", "--base-channels", "4",
          "--depth", "2", "--lr", "0.01", "--val-fraction", "0", "--checkpoint-interval", "20", "--device", "cpu",
-         "--threads", "1"]
+         "--threads", "1", "--no-augment", "--lr-schedule", "constant"]
 LAUNCH_TIMEOUT_S = 240
 
 

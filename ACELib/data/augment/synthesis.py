@@ -1,0 +1,94 @@
+"""Domain randomisation (the SynthSeg idea): a new image of a case drawn from its label map.
+
+A phantom's generator knows every voxel's class (background, CSF, GM, WM, lesions, head tissue):
+``ace phantoms`` writes that map as ``synthTr/{case}.nii.gz``. A synthesised sample gives every class
+a random mean intensity and spread in every channel, blurs the result by a random amount (partial
+volume), and normalises it like :func:`ACELib.data.preprocessing.normalize_intensities` would the
+whole volume: z-score over the voxels above 10 % of the intensity range, with the statistics
+computed from the case's class counts (so a patch is normalised as its whole volume would be).
+A network trained this way cannot rely on any one contrast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ACELib.data.augment.intensity import blur
+
+LESION_CLASSES = (4, 5, 6, 7)
+"""Generator classes that are lesions (WMH, edema, tumour, necrosis): their random intensity is kept
+at least :data:`LESION_SEPARATION` away from white matter's (class 3), whose lesions they are."""
+LESION_SEPARATION = 0.12
+_WM = 3
+
+
+def draw_contrast(rng: np.random.Generator, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random mean (0..1) and spread of each generator class for one channel.
+
+    Background stays dark (air): 0, or up to 0.15 in one draw of four.
+
+    Returns:
+        ``(means (classes,), stds (classes,))`` float64.
+    """
+    means = rng.uniform(0.0, 1.0, classes)
+    stds = rng.uniform(0.0, 0.06, classes)
+    means[0] = rng.uniform(0.0, 0.15) if rng.random() < 0.25 else 0.0
+    stds[0] = min(stds[0], 0.02)
+    if classes > _WM:
+        for c in LESION_CLASSES:
+            if c >= classes:
+                break
+            for _ in range(8):  # redraw a lesion too close to the white matter it sits in
+                if abs(means[c] - means[_WM]) >= LESION_SEPARATION:
+                    break
+                means[c] = rng.uniform(0.0, 1.0)
+    return means, stds
+
+
+def volume_statistics(means: np.ndarray, stds: np.ndarray, counts: np.ndarray, fraction: float = 0.1
+                      ) -> tuple[float, float]:
+    """Mean and standard deviation of the foreground of the synthesised whole volume.
+
+    The foreground rule is :func:`ACELib.data.preprocessing.foreground_mask`'s, applied per class:
+    classes whose mean exceeds the darkest class by ``fraction`` of the range of present classes.
+    """
+    present = counts > 0
+    lo, hi = float(means[present].min()), float(means[present].max())
+    fg = present & (means > lo + fraction * (hi - lo))
+    if not fg.any():
+        fg = present
+    w = counts[fg] / counts[fg].sum()
+    mean = float(np.sum(w * means[fg]))
+    var = float(np.sum(w * (stds[fg] ** 2 + means[fg] ** 2))) - mean**2
+    return mean, float(np.sqrt(max(var, 1e-8)))
+
+
+def synthesize_patch(labels: np.ndarray, counts: np.ndarray, channels: int, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """A random-contrast, normalised image of a label patch.
+
+    Args:
+        labels: ``(D, H, W)`` uint8 generator classes of the patch.
+        counts: ``(K,)`` voxels of each generator class in the whole case (for normalisation).
+        channels: how many channels to draw (each its own contrast).
+
+    Returns:
+        ``(channels, D, H, W)`` float32.
+    """
+    k = counts.shape[0]
+    if int(labels.max(initial=0)) >= k:
+        raise ValueError(f"synthesis label map has class {int(labels.max())}, the case counts only {k} classes")
+    out = np.empty((channels, *labels.shape), dtype=np.float32)
+    sigmas = []
+    for c in range(channels):
+        means, stds = draw_contrast(rng, k)
+        noise = rng.standard_normal(labels.shape, dtype=np.float32)
+        img = means[labels].astype(np.float32) + stds[labels].astype(np.float32) * noise
+        mean, std = volume_statistics(means, stds, counts)
+        out[c] = (img - mean) / std
+        sigmas.append(float(rng.uniform(0.3, 1.0)))
+    return blur(torch.from_numpy(out), sigmas).numpy()
+
+
+__all__ = ["LESION_CLASSES", "draw_contrast", "synthesize_patch", "volume_statistics"]
