@@ -59,10 +59,10 @@ class TrainingRun:
         clock: seconds, monotonic (a stand-in in tests).
     """
 
-    def __init__(self, runDir: str | os.PathLike, graceSeconds: float = STOP_GRACE_S,
+    def __init__(self, runDir: str | os.PathLike, graceSeconds: float | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.runDir = Path(runDir)
-        self.graceSeconds = float(graceSeconds)
+        self.graceSeconds = float(STOP_GRACE_S if graceSeconds is None else graceSeconds)
         self.clock = clock
         self.pid: int | None = None
         self.pids: list[int] = []
@@ -80,10 +80,11 @@ class TrainingRun:
         self.pid = int(pid) if pid else None
         self.scanProcesses()
 
-    def scanProcesses(self) -> list[int]:
-        """Remember the process and its descendants (at most every 5 s); returns the pids known."""
+    def scanProcesses(self, force: bool = False) -> list[int]:
+        """Remember the process and its descendants (at most every 5 s unless ``force``); returns the
+        pids known."""
         now = self.clock()
-        if self.pid is not None and now - self._lastScan >= 5.0:
+        if self.pid is not None and (force or now - self._lastScan >= 5.0):
             self._lastScan = now
             seen = [self.pid, *processes.descendantPids(self.pid)]
             self.pids = list(dict.fromkeys([*self.pids, *seen]))
