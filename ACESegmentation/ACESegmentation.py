@@ -8,13 +8,11 @@ Qt-free, tested with the ``slicer-core`` wheel) on top of ``ACELib``.
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import ctk
 import qt
 import slicer
 import vtk
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -27,14 +25,21 @@ try:  # from a source checkout ACELib is next to this folder; in a built extensi
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ACESegmentationLib import dependencies, models, training_process  # noqa: E402
-from ACESegmentationLib.background import BackgroundJob  # noqa: E402
-from ACESegmentationLib.export import ANNOTATION_MODES, freeCaseName  # noqa: E402
-from ACESegmentationLib.gui_training import TrainingPanel  # noqa: E402
-from ACESegmentationLib.logic import ACESegmentationLogic  # noqa: E402,F401  (re-exported for scripts)
-from ACESegmentationLib.selftest import runSelfTest  # noqa: E402
+# Checked before the rest of the module is imported: this file must import on Slicer 5.8 (Python 3.9)
+# to say clearly that it needs a newer Slicer (so: no "X | Y" annotation is evaluated in this file).
+from ACESegmentationLib.compat import unsupportedReason  # noqa: E402
+from ACESegmentationLib.i18n import _  # noqa: E402
 
-DEVICES = {"auto": "auto", "GPU": "cuda", "CPU": "cpu"}
+UNSUPPORTED = unsupportedReason()
+if UNSUPPORTED is None:
+    from ACESegmentationLib import models, training_process  # noqa: E402
+    from ACESegmentationLib.export import freeCaseName  # noqa: E402
+    from ACESegmentationLib.gui_segmentation import SegmentationPanel, showErrors  # noqa: E402
+    from ACESegmentationLib.gui_training import TrainingPanel  # noqa: E402
+    from ACESegmentationLib.logic import ACESegmentationLogic  # noqa: E402,F401  (re-exported for scripts)
+    from ACESegmentationLib.parameters import DEVICES, ACESegmentationParameterNode  # noqa: E402
+    from ACESegmentationLib.selftest import runSelfTest  # noqa: E402
+
 MAX_INPUTS = 4
 
 
@@ -43,11 +48,11 @@ class ACESegmentation(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ACE Segmentation"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("ACE Segmentation")
+        self.parent.categories = [_("Segmentation")]
         self.parent.dependencies = ["Segmentations", "Terminologies"]
         self.parent.contributors = ["ACE Segmentation contributors"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Segments brain tissue (CSF, grey matter, white matter) and lesions (white matter hyperintensities, "
             "or tumour and edema) from T1 (and FLAIR) MRI with one network, then lets you correct the result, "
             "add corrected cases to a training set, and train a model on your own partially labelled cases, "
@@ -55,39 +60,26 @@ class ACESegmentation(ScriptedLoadableModule):
             "<b>The bundled models were trained on simulated brains</b> (phantoms built on the MNI ICBM152 "
             "template, 3 mm voxels) by the project's own pipeline, not on patient scans: treat their output "
             "as a starting point to correct, or train a model on your own cases."
-        )
-        self.parent.acknowledgementText = (
+        ) + (f"<br><br><b>{UNSUPPORTED}</b>" if UNSUPPORTED else "")
+        self.parent.acknowledgementText = _(
             "The method is the adaptive cross entropy (ACE) loss of N. Roulet, D. Fernandez Slezak and "
             "E. Ferrante, <i>Joint Learning of Brain Lesion and Anatomy Segmentation from Heterogeneous "
             "Datasets</i>, Medical Imaging with Deep Learning (MIDL), 2019. Please cite it when you use "
             "this module."
         )
+        if UNSUPPORTED is None:  # segments of a loaded scene refer to the ACE terminology context
+            slicer.app.connect("startupCompleted()", loadTerminologyAtStartup)
 
 
-@parameterNodeWrapper
-class ACESegmentationParameterNode:
-    """Everything the panel shows, saved with the scene."""
-
-    inputVolume1: slicer.vtkMRMLScalarVolumeNode
-    inputVolume2: slicer.vtkMRMLScalarVolumeNode
-    inputVolume3: slicer.vtkMRMLScalarVolumeNode
-    inputVolume4: slicer.vtkMRMLScalarVolumeNode
-    outputSegmentation: slicer.vtkMRMLSegmentationNode
-    modelPath: str = ""
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    resample: bool = False
-    showIn3D: bool = False
-    datasetFolder: Path
-    caseName: str = ""
-    annotated: Annotated[str, Choice(list(ANNOTATION_MODES))] = "all"
-    datasetFolders: list[str]
-    loss: Annotated[str, Choice(list(training_process.LOSSES))] = "ace"
-    iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
-    runFolder: Path
+def loadTerminologyAtStartup():
+    try:
+        ACESegmentationLogic().loadTerminology()
+    except Exception as error:  # never block Slicer's startup
+        logging.warning("ACE Segmentation: could not load its terminology: %s", error)
 
 
 def _isSet(path) -> bool:
-    return path is not None and str(path) not in ("", ".")
+    return path is not None and str(path).strip() not in ("", ".")
 
 
 def _settingsList(key: str) -> list:
@@ -107,63 +99,68 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._pending = None
-        self._models = {}
         self._entries = []
         self._modelInfo = (None, None)
+        self.segmentation = None
         self.training = None
 
     # ------------------------------------------------------------------ setup
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        if UNSUPPORTED is not None:
+            self.layout.addWidget(qt.QLabel(UNSUPPORTED))
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ACESegmentation.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ACESegmentationLogic()
+        loadTerminologyAtStartup()  # in case the module was added after startup
         for pathEdit in (self.ui.datasetFolderPathLineEdit, self.ui.runFolderPathLineEdit):
             pathEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Drives
-        self.ui.progressBar.hide()
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.timeout.connect(self.pollJob)
-
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+            pathEdit.currentPath = ""
+        self.segmentation = SegmentationPanel(self)
         self.ui.addModelFileButton.connect("clicked(bool)", self.onAddModelFile)
         self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onOpenSegmentEditor)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
+        self.ui.datasetFolderPathLineEdit.connect("currentPathChanged(QString)",
+                                                  lambda path: self.setFolder("datasetFolder", path))
+        self.ui.runFolderPathLineEdit.connect("currentPathChanged(QString)",
+                                              lambda path: self.setFolder("runFolder", path))
         self.training = TrainingPanel(self)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.initializeParameterNode()
         self.refreshModelList()
 
     def cleanup(self):
         self.removeObservers()
-        if self._job is not None:
-            self._job.cancel()
+        if self.segmentation is not None:
+            self.segmentation.cleanup()
         if self.training is not None:
             self.training.cleanup()
 
     def enter(self):
-        self.initializeParameterNode()
+        if UNSUPPORTED is None:
+            self.initializeParameterNode()
 
     def exit(self):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event):
+        self.segmentation.cancel()  # its inputs are going away with the scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+        # Clear(0) keeps the singleton parameter node but wipes its parameters: re-read it, and give
+        # it the model the panel shows (otherwise Apply and Train stay disabled).
+        self.initializeParameterNode()
 
     def onNodeAdded(self, caller, event):
         qt.QTimer.singleShot(0, self.prefillInputs)  # once the new volume is fully loaded
@@ -175,13 +172,29 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, parameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
             self.training.showFolders()
-            self.updateButtons()
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        """What ``connectGui`` does not bind: the model list and the two folder fields; then the buttons."""
+        p = self._parameterNode
+        if p is None:
+            return
+        self.syncModelSelector()
+        for name, pathEdit in (("datasetFolder", self.ui.datasetFolderPathLineEdit),
+                               ("runFolder", self.ui.runFolderPathLineEdit)):
+            if pathEdit.currentPath != getattr(p, name):
+                pathEdit.currentPath = getattr(p, name)
+        self.updateButtons()
+
+    def setFolder(self, name: str, path: str):
+        if self._parameterNode is not None and getattr(self._parameterNode, name) != path:
+            setattr(self._parameterNode, name, path)
 
     # ------------------------------------------------------------------ models
     def currentModelInfo(self):
@@ -200,35 +213,55 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._modelInfo = (key, None)
         return self._modelInfo[1]
 
-    def refreshModelList(self, select: str | None = None):
+    def syncModelSelector(self):
+        """Parameter node -> model list when the node names a listed model; else list -> node."""
+        p = self._parameterNode
+        if p is None:
+            return
+        shown = self.ui.modelSelector.currentIndex
+        index = models.entryIndex(self._entries, p.modelPath)
+        if index >= 0 and index != shown:
+            self.ui.modelSelector.blockSignals(True)
+            self.ui.modelSelector.currentIndex = index
+            self.ui.modelSelector.blockSignals(False)
+            self.showModelInfo()
+        elif index < 0 and shown >= 0:
+            p.modelPath = str(self._entries[shown].path)  # fires Modified: the panel updates again
+
+    def refreshModelList(self, select=None):  # a path, or None: keep the choice
         userFiles = [Path(p) for p in _settingsList("ACESegmentation/modelFiles")]
         self._entries = (models.bundledModels()
                          + models.trainedModels(models.defaultRunsRoot())
                          + [models.ModelEntry(p.name, p) for p in userFiles if p.is_file()])
         wanted = select or (self._parameterNode.modelPath if self._parameterNode else "")
+        index = models.entryIndex(self._entries, wanted)
         self.ui.modelSelector.blockSignals(True)
         self.ui.modelSelector.clear()
         for entry in self._entries:
             self.ui.modelSelector.addItem(entry.name, str(entry.path))
-        paths = [str(e.path) for e in self._entries]
-        self.ui.modelSelector.currentIndex = paths.index(wanted) if wanted in paths else (0 if paths else -1)
+        self.ui.modelSelector.currentIndex = index if index >= 0 else (0 if self._entries else -1)
         self.ui.modelSelector.blockSignals(False)
         self.onModelChanged()
 
     def onAddModelFile(self):
-        path = qt.QFileDialog.getOpenFileName(self.parent, "Model file", "", "ACE model (*.safetensors)")
+        path = qt.QFileDialog.getOpenFileName(self.parent, _("Model file"), "", _("ACE model (*.safetensors)"))
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay("This is not a model file.", waitCursor=True):
+        with showErrors(_("This is not a model file.")):
             models.readModelInfo(path)
             files = _settingsList("ACESegmentation/modelFiles")
             qt.QSettings().setValue("ACESegmentation/modelFiles", list(dict.fromkeys([*files, path])))
             self.refreshModelList(select=path)
 
     def onModelChanged(self, index: int = -1):
-        entry = self._entries[self.ui.modelSelector.currentIndex] if self.ui.modelSelector.currentIndex >= 0 else None
+        shown = self.ui.modelSelector.currentIndex
+        entry = self._entries[shown] if 0 <= shown < len(self._entries) else None
         if self._parameterNode:
             self._parameterNode.modelPath = str(entry.path) if entry else ""
+        self.showModelInfo()
+        self.prefillInputs()
+
+    def showModelInfo(self):
         info = self.currentModelInfo()
         modalities = list(info["modalities"]) if info else []
         for i in range(1, MAX_INPUTS + 1):
@@ -238,9 +271,8 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if i <= len(modalities):
                 getattr(self.ui, f"inputLabel{i}").text = f"{modalities[i - 1]}:"
         names = ", ".join(e["name"] for e in info["labels"][1:]) if info else ""
-        self.ui.modelInfoLabel.text = (f"Inputs: {', '.join(modalities)}. Labels: {names}." if info
-                                       else "Choose a model, or add a model file.")
-        self.prefillInputs()
+        self.ui.modelInfoLabel.text = (_("Inputs: {inputs}. Labels: {labels}.").format(
+            inputs=", ".join(modalities), labels=names) if info else _("Choose a model, or add a model file."))
 
     def prefillInputs(self):
         info = self.currentModelInfo()
@@ -260,7 +292,7 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateButtons(self, caller=None, event=None):
         if not self._parameterNode:
             return
-        busy = self._job is not None
+        busy = self.segmentation.busy
         inputs = self.inputVolumes()
         ready = bool(inputs) and all(v is not None for v in inputs)
         self.ui.applyButton.enabled = ready and not busy
@@ -271,84 +303,11 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasFolders = self.ui.datasetFoldersList.count > 0
         self.ui.trainButton.enabled = hasFolders and self.currentModelInfo() is not None and not training
         runFolder = self._parameterNode.runFolder
-        self.ui.resumeButton.enabled = (not training and _isSet(runFolder)
-                                        and training_process.canResume(runFolder))
+        self.ui.resumeButton.enabled = not training and _isSet(runFolder) and training_process.canResume(runFolder)
         self.ui.stopTrainingButton.enabled = training
 
-    # ------------------------------------------------------------------ segmentation
     def torchDevice(self) -> str:
         return DEVICES[self._parameterNode.device]
-
-    def loadModel(self):
-        p = self._parameterNode
-        entry = next((e for e in self._entries if str(e.path) == p.modelPath), None)
-        if entry is None:
-            raise ValueError("choose a model first")
-        if not entry.path.is_file() and entry.url:  # a bundled model not downloaded yet
-            slicer.util.downloadFile(entry.url, str(entry.path),
-                                     checksum=f"SHA256:{entry.sha256}" if entry.sha256 else None)
-        key = (str(entry.path), self.torchDevice())
-        if key not in self._models:  # keep one model in memory
-            self._models = {key: self.logic.loadModel(entry.path, self.torchDevice(), entry.sha256)}
-        return self._models[key]
-
-    def onApply(self):
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Segmentation failed.", waitCursor=True):
-            dependencies.ensureDependencies(confirm=slicer.util.confirmOkCancelDisplay)
-            output = p.outputSegmentation
-            replace = False
-            if output is not None and output.GetSegmentation().GetNumberOfSegments():
-                if not slicer.util.confirmYesNoDisplay(f"Replace the segments of '{output.GetName()}'?"):
-                    return
-                replace = True
-            volumes = self.inputVolumes()
-            model = self.loadModel()
-            image, geometry = self.logic.readInputs(volumes, p.resample)
-            self._pending = (model.labels, volumes[0], output, replace)
-            self._job = BackgroundJob(lambda progress, cancel, notify: self.logic.predictLabels(
-                model, image, geometry, progress, cancel, notify)).start()
-            self.ui.progressBar.show()
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = f"Segmenting on {model.device} ..."
-            self._timer.start()
-            self.updateButtons()
-
-    def onCancel(self):
-        if self._job is not None:
-            self._job.cancel()
-            self.ui.statusLabel.text = "Cancelling ..."
-
-    def pollJob(self):
-        if self._job is None:
-            self._timer.stop()
-            return
-        status = self._job.poll()
-        if status.total:
-            self.ui.progressBar.maximum = status.total
-            self.ui.progressBar.value = status.done
-        for notice in status.notices:
-            slicer.util.showStatusMessage(notice, 5000)
-            self.ui.statusLabel.text = notice
-        if not status.isDone:
-            return
-        self._timer.stop()
-        self._job = None
-        self.ui.progressBar.hide()
-        labels, reference, output, replace = self._pending
-        self._pending = None
-        if status.state == "cancelled":
-            self.ui.statusLabel.text = "Cancelled."
-        elif status.state == "failed":
-            self.ui.statusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Segmentation failed: {status.error}")
-        else:
-            with slicer.util.tryWithErrorDisplay("Could not create the segmentation.", waitCursor=True):
-                node = self.logic.writeSegmentation(status.result, labels, reference, output, replace,
-                                                    self._parameterNode.showIn3D)
-                self._parameterNode.outputSegmentation = node
-                self.ui.statusLabel.text = f"Done in {status.elapsed:.1f} s."
-        self.updateButtons()
 
     # ------------------------------------------------------------------ correction and training set
     def onOpenSegmentEditor(self):
@@ -363,18 +322,20 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onAddToTrainingSet(self):
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Could not add the case.", waitCursor=True):
+        with showErrors(_("Could not add the case.")):
             info = self.currentModelInfo()
             if info is None:
-                raise ValueError("choose the model whose labels the segmentation uses")
+                raise ValueError(_("choose the model whose labels the segmentation uses"))
             volumes = self.inputVolumes()
             caseName = p.caseName or freeCaseName(p.datasetFolder, volumes[0].GetName())
             case = self.logic.addToTrainingSet(p.datasetFolder, volumes, p.outputSegmentation,
                                                models.jointLabelsOf(info), info["modalities"], caseName,
                                                p.annotated, p.resample)
-            self.ui.statusLabel.text = f"Added case '{case.name}' to {p.datasetFolder}."
+            self.ui.statusLabel.text = _("Added case '{case}' to {folder}.").format(case=case.name,
+                                                                                     folder=p.datasetFolder)
             p.caseName = ""
             self.training.addFolder(str(p.datasetFolder))
+
 
 class ACESegmentationTest(ScriptedLoadableModuleTest):
     """Runs inside Slicer: a synthetic two-channel volume, a tiny untrained model, the whole workflow."""

@@ -13,14 +13,17 @@ from ACELib.inference.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
 from ACELib.training import TRAIN_PROFILES, TrainConfig, profile_config, train
+from ACELib.training.control import PROGRESS_FILE, STOP_FILE, ProgressWriter, StopWatcher
 from ACELib.training.distributed import distributed_session
 from ACELib.training.schedule import SCHEDULES
 
 NAME = "train"
 HELP = "train one network on partially labelled datasets (ACE loss by default)"
 DESCRIPTION = (HELP + ". The run folder gets model.safetensors (best validation Dice), model_last.safetensors, "
-               "log.csv, curves.png and a resumable checkpoint. SIGINT/SIGTERM stop after the current step "
-               "and save a checkpoint; continue with --resume. Runs unchanged under torchrun "
+               "log.csv, curves.png and a resumable checkpoint. SIGINT/SIGTERM, or a file named "
+               f"{STOP_FILE} created in the run folder, stop after the current step and save a checkpoint (exit "
+               f"code 3; the {STOP_FILE} file is removed); continue with --resume. Progress is also appended to "
+               f"{PROGRESS_FILE} in the run folder, one JSON object per line. Runs unchanged under torchrun "
                "(e.g. torchrun --nproc-per-node 4 -m ACELib.cli.main train ...): DistributedDataParallel, "
                "one process per GPU (or gloo on the CPU), --batch-size patches per process.")
 
@@ -93,29 +96,49 @@ def config_from_args(args) -> TrainConfig:
     return profile_config(args.profile, **overrides)
 
 
+def _both(*callbacks):
+    def progress(step: int, total: int, message: str = "") -> None:
+        for callback in callbacks:
+            callback(step, total, message)
+    return progress
+
+
 def run(args) -> int:
     task = load_task(args.task)
     config = config_from_args(args)
-    stop = threading.Event()
+    signalled = threading.Event()
 
     def request_stop(signum, frame):
-        stop.set()
+        signalled.set()
 
+    stop = StopWatcher(args.out, signalled.is_set)  # the stop file, or SIGINT/SIGTERM from a terminal
     old = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    writer = None
     try:
         with distributed_session(config.device) as ctx:
             if not ctx.is_main:  # rank 0 reports for everyone
                 logging.getLogger("ACELib").setLevel(logging.WARNING)
-            result = train(task, args.out, config, resume=args.resume, should_stop=stop.is_set,
-                           progress=ProgressBar("train", unit="step") if ctx.is_main else None)
+            else:
+                writer = ProgressWriter(args.out)
+                writer.event("start", total=config.iterations, resume=bool(args.resume))
+            progress = _both(ProgressBar("train", unit="step"), writer) if ctx.is_main else None
+            result = train(task, args.out, config, resume=args.resume, should_stop=stop, progress=progress)
+    except Exception as exc:
+        if writer is not None:
+            writer.event("end", status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        stop.clear()  # the request is answered (or moot): a later run must not stop at once
+    steps = max(result.steps.values(), default=0)
     if not ctx.is_main:
         return 3 if result.status == "stopped" else 0
     if result.status == "stopped":
+        writer.event("end", status="stopped", step=steps, reason=stop.reason)
         print(f"stopped; checkpoint kept in {result.run_dir} (continue with --resume)")
         return 3
+    writer.event("end", status="finished", step=steps, model=str(result.model_path))
     best = ", ".join(f"{k}: {v:.3f}" for k, v in result.best_val_dice.items() if v >= 0)
     print(f"model: {result.model_path}" + (f" (best validation Dice {best})" if best else ""))
     return 0

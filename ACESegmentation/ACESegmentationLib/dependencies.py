@@ -63,12 +63,14 @@ def ensureTorch(pytorchUtils=None) -> None:
 
 
 def _slicerPipEnsure():
-    """``slicer.packaging.pip_ensure`` (Slicer >= 5.11: asks, installs, offers a restart) or None."""
+    """``slicer.packaging.pip_ensure`` (Slicer >= 5.12: asks, installs, offers a restart) or None.
+
+    ``slicer.packaging`` is a submodule that ``import slicer`` does not load: it is imported explicitly.
+    """
     try:
-        import slicer
+        packaging = importlib.import_module("slicer.packaging")
     except ImportError:
         return None
-    packaging = getattr(slicer, "packaging", None)
     return getattr(packaging, "pip_ensure", None)
 
 

@@ -111,6 +111,13 @@ class ACESegmentationLogic(_LogicBase):
             self._terminologiesLogic = terminologies.logic() if terminologies is not None else None
         return self._terminologiesLogic
 
+    def loadTerminology(self) -> str | None:
+        """Load the ACE terminology context (once) so that ACE segments, also those of a scene loaded
+        after a restart, refer to a loaded context. Returns its name, or None without a terminologies logic."""
+        if self.terminologiesLogic is None:
+            return None
+        return segmentation.loadTerminology(self.terminologiesLogic)
+
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def matchVolumes(modalities: Sequence[str], volumeNodes: Sequence) -> dict[str, object]:
@@ -212,10 +219,9 @@ class ACESegmentationLogic(_LogicBase):
                                                    self.segmentationsLogic)
         except Exception:
             if created:
-                scene.RemoveNode(segmentationNode)
+                segmentation.removeNodes(scene, segmentationNode)
             raise
-        if self.terminologiesLogic is not None:
-            segmentation.loadTerminology(self.terminologiesLogic)
+        self.loadTerminology()
         segmentation.placeUnderStudyOf(scene, segmentationNode, referenceVolume)
         if showIn3D:
             self.showIn3D(segmentationNode)

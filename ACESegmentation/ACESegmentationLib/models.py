@@ -33,6 +33,15 @@ class ModelEntry:
     url: str | None = None
 
 
+def entryIndex(entries: list[ModelEntry], path: str | os.PathLike | None) -> int:
+    """Index of the entry whose file is ``path`` (compared as strings, as the parameter node stores it),
+    or -1 when none is (an empty path: a parameter node wiped by a scene close)."""
+    if not path:
+        return -1
+    paths = [str(e.path) for e in entries]
+    return paths.index(str(path)) if str(path) in paths else -1
+
+
 def modelFolders() -> list[Path]:
     """Folders that may hold a model catalogue: ``Resources/Models`` beside the module (built extension,
     where CMake installs the bundled models) and the source checkout's top-level ``Resources/Models``."""

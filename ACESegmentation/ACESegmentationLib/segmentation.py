@@ -47,6 +47,40 @@ def addColorTable(scene, labels: Sequence[JointLabel], name: str = "ACE labels")
     return table
 
 
+def removeNodes(scene, *nodes) -> None:
+    """Remove nodes together with their display and storage nodes (``RemoveNode`` leaves those behind)."""
+    for node in nodes:
+        if node is None or node.GetScene() is None:
+            continue
+        owned = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] if hasattr(
+            node, "GetNumberOfDisplayNodes") else []
+        owned += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())] if hasattr(
+            node, "GetNumberOfStorageNodes") else []
+        scene.RemoveNode(node)
+        for other in owned:
+            if other is not None and other.GetScene() is not None:
+                scene.RemoveNode(other)
+
+
+def temporaryLabelmap(scene, labels: Sequence[JointLabel], name: str):
+    """A hidden labelmap node whose display node uses a temporary colour table of ``labels``.
+
+    With that User colour table in place, ``ExportSegmentsToLabelmapNode`` does not create (and leave in
+    the scene) a ``<name>_ColorTable`` node of its own. Remove both with :func:`removeNodes`.
+
+    Returns:
+        ``(labelmapNode, colorTableNode)``.
+    """
+    colorTable = addColorTable(scene, labels, name="ACE temporary colours")
+    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    for node in (labelmapNode, colorTable):
+        node.SetHideFromEditors(True)
+        node.SetSaveWithScene(False)
+    labelmapNode.CreateDefaultDisplayNodes()
+    labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
+    return labelmapNode, colorTable
+
+
 def _segmentIds(segmentationNode) -> list[str]:
     segmentation = segmentationNode.GetSegmentation()
     return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
@@ -76,13 +110,10 @@ def setSegmentsFromLabelArray(scene, segmentationNode, labelArray: np.ndarray, l
                          f"{referenceVolume.GetName()!r}, shape {tuple(reversed(dims))} (D, H, W)")
     check_joint_values(labelArray, labels)
     segLogic = segmentationsLogic or slicer.vtkSlicerSegmentationsModuleLogic
-    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ACE temporary labelmap")
-    colorTable = addColorTable(scene, labels, name="ACE temporary colours")
+    labelmapNode, colorTable = temporaryLabelmap(scene, labels, "ACE temporary labelmap")
     try:
         slicer.util.updateVolumeFromArray(labelmapNode, np.ascontiguousarray(labelArray.astype(np.uint8)))
         copyGridOf(referenceVolume, labelmapNode)
-        labelmapNode.CreateDefaultDisplayNodes()
-        labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorTable.GetID())
         segmentationNode.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
         segmentation = segmentationNode.GetSegmentation()
@@ -109,8 +140,7 @@ def setSegmentsFromLabelArray(scene, segmentationNode, labelArray: np.ndarray, l
             segmentation.SetSegmentIndex(sid, index)
         return ordered
     finally:
-        scene.RemoveNode(labelmapNode)
-        scene.RemoveNode(colorTable)
+        removeNodes(scene, labelmapNode, colorTable)
 
 
 def labelArrayFromSegmentation(scene, segmentationNode, referenceVolume, labels: Sequence[JointLabel],
@@ -136,8 +166,7 @@ def labelArrayFromSegmentation(scene, segmentationNode, referenceVolume, labels:
             f"{sorted(names)}; rename or delete them in the Segment Editor"
         )
     segLogic = segmentationsLogic or slicer.vtkSlicerSegmentationsModuleLogic
-    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "ACE temporary export")
-    colorTable = addColorTable(scene, labels, name="ACE temporary colours")
+    labelmapNode, colorTable = temporaryLabelmap(scene, labels, "ACE temporary export")
     try:
         idArray = vtk.vtkStringArray()
         for sid in ids:
@@ -152,8 +181,7 @@ def labelArrayFromSegmentation(scene, segmentationNode, referenceVolume, labels:
         array = np.array(slicer.util.arrayFromVolume(labelmapNode), copy=True)
         return array.astype(np.uint8 if max(label.value for label in labels) < 256 else np.int16)
     finally:
-        scene.RemoveNode(labelmapNode)
-        scene.RemoveNode(colorTable)
+        removeNodes(scene, labelmapNode, colorTable)
 
 
 def placeUnderStudyOf(scene, node, referenceNode) -> None:

@@ -1,12 +1,15 @@
-"""Training from Slicer: the ``ace train`` command line, its progress lines, its log and its model.
+"""Training from Slicer: the ``ace train`` command line, its progress, its log, Stop and its model.
 
 Training runs in a separate Python process (Slicer's own Python: ``PythonSlicer`` or
-``sys.executable``), so a crash or an out-of-memory error never takes Slicer down, and Stop is a
-signal: the process writes a checkpoint and exits, and the same run folder resumes with ``--resume``.
-The GUI starts the process (QProcess) and feeds its output lines to :func:`parseTrainingLine`.
+``sys.executable``), so a crash or an out-of-memory error never takes Slicer down. ``PythonSlicer`` is
+CTK's launcher, which forwards no signal to the Python it starts, so Stop is a file: the panel writes
+``RUN/STOP``, ``ace train`` finishes its step, writes a checkpoint, exits and removes the file; only if
+that takes longer than :data:`STOP_GRACE_S` is the whole process tree killed. Progress is read from
+``RUN/progress.jsonl`` (JSON lines), never parsed from the console output. See :class:`TrainingRun`.
 
 Run folder (written by ``ace train``): ``task.json``, ``config.json``, ``log.csv``, ``curves.png``,
-``checkpoint.safetensors``, ``model_last.safetensors`` and, once finished, ``model.safetensors``.
+``progress.jsonl``, ``checkpoint.safetensors``, ``model_last.safetensors`` and, once finished,
+``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -14,67 +17,129 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ACELib.data.task_builder import task_from_dataset_folders
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import JointLabel, save_task
+from ACESegmentationLib import processes
 
 TASK_FILE = "slicer_task.json"
 MODEL_FILES = ("model.safetensors", "model_last.safetensors")
 #: loss names of ``ace train --loss`` (kept here so the GUI lists them before torch is installed; a test
 #: checks they equal ``ACELib.losses.LOSSES``). The default, ACE, comes first.
 LOSSES = ("ace", "ace-patch", "marginal", "ace+dice", "marginal+dice", "ce", "dice", "ce+dice")
+#: seconds a stop request may take (the current step, a validation if one is due, the checkpoint)
+#: before the panel kills the process tree.
+STOP_GRACE_S = 120.0
 
 
-@dataclass(frozen=True)
-class TrainingEvent:
-    """What one output line of ``ace train`` says (fields it does not mention are None)."""
+def _control():
+    """``ACELib.training.control``, imported on first use: the ``ACELib.training`` package imports torch,
+    which the module must not need before the first Apply or Train has installed it."""
+    from ACELib.training import control
 
-    step: int | None = None
-    total: int | None = None
-    loss: float | None = None
-    valDice: float | None = None
-    modelPath: str | None = None
-    stopped: bool = False
-    error: str | None = None
+    return control
 
 
-_STEP = re.compile(r"(?<![\w.])(\d+)\s*/\s*(\d+)(?![\w.])")
-_LOSS = re.compile(r"\bloss[\s:=]+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)", re.IGNORECASE)
-_DICE = re.compile(r"\bval(?:idation)?[ _]dice[\s:=]+(-?\d+(?:\.\d*)?)", re.IGNORECASE)
-_MODEL = re.compile(r"\bmodel(?: written to)?:?\s+(\S+\.safetensors)")
-_ERROR = re.compile(r"^(?:ace train: error|error|Traceback|\w*Error\b)", re.IGNORECASE)
+class TrainingRun:
+    """One ``ace train`` process as the panel sees it, without Qt: progress, stop request, last-resort kill.
 
+    ``ace train`` reports into ``progress.jsonl`` and obeys the ``STOP`` file of its run folder
+    (:mod:`ACELib.training.control`), so nothing here depends on signals reaching the trainer through
+    Slicer's launcher. The pids of the process tree are remembered while it runs, so that a trainer
+    whose launcher has gone can still be found and killed.
 
-def parseTrainingLine(line: str) -> TrainingEvent | None:
-    """Read progress, loss, validation Dice, the model path, a stop or an error from one output line.
-
-    The parser is deliberately loose (``step/total`` anywhere, ``loss <number>``, ``val Dice <number>``,
-    ``model: <path>.safetensors``, ``stopped``), so that changes in the wording of the log do not break
-    the GUI. Returns None for lines that carry none of these.
+    Args:
+        runDir: the run folder.
+        graceSeconds: how long a stop request may take (the current step, plus the checkpoint) before
+            :meth:`stopOverdue` says to kill the tree.
+        clock: seconds, monotonic (a stand-in in tests).
     """
-    text = line.strip()
-    if not text:
-        return None
-    step = total = None
-    match = _STEP.search(text)
-    if match and int(match.group(2)) > 0:
-        step, total = int(match.group(1)), int(match.group(2))
-    loss = valDice = None
-    if (m := _LOSS.search(text)) is not None:
-        loss = float(m.group(1))
-    if (m := _DICE.search(text)) is not None:
-        valDice = float(m.group(1))
-    model = (m.group(1) if (m := _MODEL.search(text)) is not None else None)
-    stopped = text.lower().startswith("stopped")
-    error = text if _ERROR.search(text) else None
-    if step is None and loss is None and valDice is None and model is None and not stopped and error is None:
-        return None
-    return TrainingEvent(step, total, loss, valDice, model, stopped, error)
+
+    def __init__(self, runDir: str | os.PathLike, graceSeconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.runDir = Path(runDir)
+        self.graceSeconds = float(STOP_GRACE_S if graceSeconds is None else graceSeconds)
+        self.clock = clock
+        self.pid: int | None = None
+        self.pids: list[int] = []
+        self.stopRequestedAt: float | None = None
+        self.step = 0
+        self.total = 0
+        self.end: dict | None = None
+        self._progress = _control().progress_file(self.runDir)
+        self._offset = self._progress.stat().st_size if self._progress.is_file() else 0
+        self._lastScan = -math.inf
+        _control().clear_stop(self.runDir)  # a request left by a run that was killed must not stop this one
+
+    def attach(self, pid: int | None) -> None:
+        """The pid of the started process (the launcher, inside Slicer)."""
+        self.pid = int(pid) if pid else None
+        self.scanProcesses()
+
+    def scanProcesses(self, force: bool = False) -> list[int]:
+        """Remember the process and its descendants (at most every 5 s unless ``force``); returns the
+        pids known."""
+        now = self.clock()
+        if self.pid is not None and (force or now - self._lastScan >= 5.0):
+            self._lastScan = now
+            seen = [self.pid, *processes.descendantPids(self.pid)]
+            self.pids = list(dict.fromkeys([*self.pids, *seen]))
+        return self.pids
+
+    def poll(self) -> list[dict]:
+        """New progress events (``{"event": "start" | "step" | "end", ...}``) since the last poll."""
+        self.scanProcesses()
+        events, self._offset = _control().read_progress(self._progress, self._offset)
+        for event in events:
+            if event["event"] == "step":
+                self.step, self.total = int(event.get("step", 0)), int(event.get("total", 0))
+            elif event["event"] == "start":
+                self.total = int(event.get("total", 0))
+            elif event["event"] == "end":
+                self.end = event
+        return events
+
+    @property
+    def status(self) -> str | None:
+        """``"finished"``, ``"stopped"`` or ``"failed"`` once ``ace train`` reported its end, else None."""
+        return self.end.get("status") if self.end else None
+
+    def requestStop(self) -> None:
+        """Ask ``ace train`` to stop after its current step (writes ``RUN/STOP``)."""
+        _control().request_stop(self.runDir, "stop requested from Slicer")
+        if self.stopRequestedAt is None:
+            self.stopRequestedAt = self.clock()
+
+    def stopOverdue(self) -> bool:
+        """True when a stop was requested more than ``graceSeconds`` ago."""
+        return self.stopRequestedAt is not None and self.clock() - self.stopRequestedAt > self.graceSeconds
+
+    def leftovers(self) -> list[int]:
+        """Known pids of the tree that still run."""
+        return [p for p in self.pids if processes.isAlive(p)]
+
+    def killAll(self) -> list[int]:
+        """Kill the process tree (launcher, trainer, its workers); returns the pids killed."""
+        if self.pid is None:
+            return []
+        killed = processes.killProcessTree(self.pid, also=self.pids)
+        _control().clear_stop(self.runDir)
+        return killed
+
+    def summary(self, exitCode: int | None = None) -> str:
+        """One line for the log once the process has ended."""
+        if self.status == "finished":
+            return f"Finished: {self.end.get('model', trainedModel(self.runDir))}"
+        if self.status == "stopped":
+            return f"Stopped at step {self.end.get('step', self.step)}; Resume continues from the checkpoint."
+        if self.status == "failed":
+            return f"Training failed: {self.end.get('error', '')}"
+        return (f"Training ended without a report (exit code {exitCode}); Resume continues from the last "
+                "checkpoint, if one was written.")
 
 
 def readTrainingLog(runDir: str | os.PathLike) -> list[tuple[int, float]]:

@@ -80,3 +80,24 @@ def test_extension_metadata(topCMake):
     for line in ("add_subdirectory(ACESegmentation)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
                  "include(${Slicer_EXTENSION_CPACK})", "find_package(Slicer REQUIRED)"):
         assert line in topCMake
+
+
+def test_extensions_index_entry_matches_the_cmake_metadata(topCMake):
+    import json
+
+    entry = json.loads((REPO / "ACESegmentation.json").read_text())
+    assert entry["$schema"].startswith("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                                       "slicer-extension-catalog-entry-schema-v1.0.1.json")
+    assert entry["build_dependencies"] == ["PyTorch"] and entry["build_subdirectory"] == "."
+    assert entry["category"] == "Segmentation"
+    url = re.search(r'set\(ACE_REPOSITORY_URL "([^"]+)"\)', topCMake).group(1)
+    assert entry["scm_url"].removesuffix(".git") == url  # one repository, set in both before submitting
+    assert "SET BEFORE SUBMITTING" in topCMake
+
+
+def test_minimum_slicer_version_is_declared_and_enforced(topCMake):
+    from ACESegmentationLib.compat import MINIMUM_SLICER
+
+    assert f'set(ACE_MINIMUM_SLICER_VERSION "{MINIMUM_SLICER}")' in topCMake
+    assert "if(Slicer_VERSION VERSION_LESS ACE_MINIMUM_SLICER_VERSION)" in topCMake
+    assert f"Slicer {MINIMUM_SLICER} or later" in (REPO / "docs" / "slicer.md").read_text()

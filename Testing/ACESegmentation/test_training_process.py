@@ -10,33 +10,37 @@ from ACESegmentationLib.models import ModelEntry, bundledModels, trainedModels
 
 from ACELib.losses import LOSSES as LIBRARY_LOSSES
 
-LINES = [
-    ("train [####........] 12/100  12% 3.10 step/s ETA 0:28 | joint loss 0.4321 | 21.7 patches/s",
-     tp.TrainingEvent(step=12, total=100, loss=0.4321)),
-    ("DEBUG step 20/100 joint loss 1.5e-01 | 3.0 patches/s | val Dice 0.812",
-     tp.TrainingEvent(step=20, total=100, loss=0.15, valDice=0.812)),
-    ("INFO joint step 40 validation Dice 0.7731 {1: 0.8}", tp.TrainingEvent(valDice=0.7731)),
-    ("model: /runs/r1/model.safetensors (best validation Dice joint: 0.810)",
-     tp.TrainingEvent(valDice=None, modelPath="/runs/r1/model.safetensors")),
-    ("INFO finished: model written to /runs/r1/model.safetensors",
-     tp.TrainingEvent(modelPath="/runs/r1/model.safetensors")),
-    ("stopped; checkpoint kept in /runs/r1 (continue with --resume)", tp.TrainingEvent(stopped=True)),
-    ("ace train: error: task file 'x.json' does not exist",
-     tp.TrainingEvent(error="ace train: error: task file 'x.json' does not exist")),
-    ("loss nan at step 3/10", tp.TrainingEvent(step=3, total=10, loss=float("nan"))),
-    ("", None),
-    ("INFO loaded 3 cases", None),
-    ("spacing 1.0/2.0 mm", None),
-]
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
 
 
-@pytest.mark.parametrize(("line", "event"), LINES)
-def test_parse_training_lines(line, event):
-    got = tp.parseTrainingLine(line)
-    if event is None or event.loss is None or event.loss == event.loss:
-        assert got == event
-    else:  # NaN loss
-        assert got.step == event.step and got.loss != got.loss
+def test_training_run_reads_progress_and_times_the_stop(tmp_path):
+    from ACELib.training import control
+
+    run = tmp_path / "run"
+    control.request_stop(run)  # left by a run that was killed: must not stop the next one
+    writer = control.ProgressWriter(run)
+    writer.event("start", total=9)  # an earlier run's events: not this run's
+    clock = Clock()
+    tr = tp.TrainingRun(run, graceSeconds=10, clock=clock)
+    assert not control.stop_file(run).exists()
+    assert tr.poll() == [] and tr.status is None
+    writer.event("start", total=100)
+    writer(3, 100, "joint loss 0.5")
+    assert [e["event"] for e in tr.poll()] == ["start", "step"] and (tr.step, tr.total) == (3, 100)
+    tr.requestStop()
+    assert control.stop_file(run).is_file() and not tr.stopOverdue()
+    clock.now = 10.5
+    assert tr.stopOverdue()
+    writer.event("end", status="stopped", step=4)
+    tr.poll()
+    assert tr.status == "stopped" and tr.summary(3).startswith("Stopped at step 4")
+    assert tp.TrainingRun(tmp_path / "other").summary(1).startswith("Training ended without a report (exit code 1)")
 
 
 def test_losses_are_the_library_losses():

@@ -1,11 +1,13 @@
-"""Training started the way the module starts it: a separate `ace train` process on exported folders,
-stopped with SIGTERM (the module's Stop), leaving a checkpoint to resume from."""
+"""`ace train` in a separate process on exported folders, stopped from a terminal (SIGTERM), leaving a
+checkpoint to resume from. (Stopped the way the module stops it, through a launcher that forwards no
+signal: test_training_panel.py.)"""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from ACESegmentationLib.logic import ACESegmentationLogic
 from factory import WMH_LABELS
 
 from ACELib.io.image import Geometry
+from ACELib.training import control
 
 LABELS = WMH_LABELS
 SHAPE = (12, 14, 13)
@@ -31,31 +34,31 @@ def _folders(tmp_path):
     return [tmp_path / "tissue", tmp_path / "lesion"]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Stop relies on SIGTERM")
-def test_stop_keeps_a_checkpoint_to_resume(tmp_path):
+@pytest.mark.skipif(sys.platform == "win32", reason="a terminal's Ctrl-C/SIGTERM is POSIX")
+def test_sigterm_from_a_terminal_keeps_a_checkpoint_to_resume(tmp_path):
     run, folders = tmp_path / "run", _folders(tmp_path)
     plan = ACESegmentationLogic.prepareTraining(folders, LABELS, run, iterations=100000,
                                                 python=sys.executable)
     process = subprocess.Popen(plan.command + TINY, env=plan.environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    events, lines = [], []
+    events, offset = [], 0
     try:
-        for line in process.stdout:  # the module reads the same merged output
-            lines.append(line)
-            event = training_process.parseTrainingLine(line)
-            if event is not None and event.step:
-                events.append(event)
-                process.send_signal(signal.SIGTERM)  # the module's Stop button
-                break
-        rest, _ = process.communicate(timeout=120)
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "step" for e in events) and time.monotonic() < deadline:
+            more, offset = control.read_progress(control.progress_file(run), offset)
+            events += more
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    lines += rest.splitlines()
-    assert events and events[0].total == 100000 and events[0].loss is not None, "".join(lines)
-    assert process.returncode == 3, "".join(lines)
-    assert any(training_process.parseTrainingLine(x) and training_process.parseTrainingLine(x).stopped
-               for x in lines)
+    events += control.read_progress(control.progress_file(run), offset)[0]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps and steps[0]["total"] == 100000 and "loss" in steps[0]["message"], output
+    assert process.returncode == 3, output
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "stopped" and events[-1]["reason"] == "signal"
+    assert "stopped; checkpoint kept" in output
     assert training_process.canResume(run) and training_process.trainedModel(run) is None
     assert training_process.readTrainingLog(run)[0][0] == 1
     resume = ACESegmentationLogic.prepareTraining(folders, LABELS, run, resume=True, python=sys.executable)

@@ -17,7 +17,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "ACESegmentation"
 UI_FILE = MODULE / "Resources" / "UI" / "ACESegmentation.ui"
-GUI_SOURCES = [MODULE / "ACESegmentation.py", MODULE / "ACESegmentationLib" / "gui_training.py"]
+GUI_SOURCES = [MODULE / "ACESegmentation.py", MODULE / "ACESegmentationLib" / "gui_training.py",
+               MODULE / "ACESegmentationLib" / "gui_segmentation.py"]
+PARAMETERS = MODULE / "ACESegmentationLib" / "parameters.py"
 
 #: widget class -> parameter types it can show (Slicer's parameterNodeWrapper GUI connectors)
 CONNECTORS = {
@@ -76,7 +78,7 @@ def test_every_widget_the_code_uses_exists(widgets, source):
 
 
 def _parameterTypes() -> dict[str, str]:
-    tree = ast.parse((MODULE / "ACESegmentation.py").read_text())
+    tree = ast.parse(PARAMETERS.read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ACESegmentationParameterNode")
     return {s.target.id: ast.unparse(s.annotation) for s in cls.body if isinstance(s, ast.AnnAssign)}
 
@@ -101,7 +103,7 @@ def test_module_file_defines_slicers_four_classes():
     assert classes["ACESegmentation"] == ["ScriptedLoadableModule"]
     assert classes["ACESegmentationWidget"][0] == "ScriptedLoadableModuleWidget"
     assert classes["ACESegmentationTest"] == ["ScriptedLoadableModuleTest"]
-    imported = {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    imported = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
     assert "ACESegmentationLogic" in imported  # re-exported from ACESegmentationLib.logic
 
 

@@ -40,7 +40,7 @@ class SpatialParams:
 
     def crop_size(self, patch: Sequence[int]) -> tuple[int, ...]:
         """Edge of the crop that holds every input voxel the grid reads (odd, centred)."""
-        reach = np.asarray(patch, dtype=np.float64) / 2.0 + 1.0
+        reach = np.asarray(patch, dtype=np.float64) / 2.0 + 1.5
         if self.matrix is not None:
             reach = np.abs(self.matrix) @ reach
         if self.displacement is not None:
@@ -82,7 +82,7 @@ def draw_spatial(rng: np.random.Generator, cfg: AugmentationConfig) -> SpatialPa
 def sampling_grid(params: SpatialParams, patch: Sequence[int], crop: Sequence[int]) -> torch.Tensor:
     """``(1, P, P, P, 3)`` grid for ``grid_sample`` (x, y, z in -1..1, align_corners=True) that reads
     the transformed patch out of a crop of size ``crop`` centred on the patch centre."""
-    axes = [torch.arange(p, dtype=torch.float64) - (p - 1) / 2.0 for p in patch]
+    axes = [torch.arange(p, dtype=torch.float64) - (p // 2) for p in patch]  # voxel p // 2 is the centre
     offsets = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # (P, P, P, 3) z, y, x
     if params.matrix is not None:
         offsets = offsets @ torch.from_numpy(params.matrix).T
@@ -90,7 +90,7 @@ def sampling_grid(params: SpatialParams, patch: Sequence[int], crop: Sequence[in
         coarse = torch.from_numpy(params.displacement)[None]  # (1, 3, g, g, g)
         dense = F.interpolate(coarse, size=tuple(patch), mode="trilinear", align_corners=True)[0]
         offsets = offsets + dense.permute(1, 2, 3, 0)
-    centre = torch.tensor([(c - 1) / 2.0 for c in crop], dtype=torch.float64)
+    centre = torch.tensor([c // 2 for c in crop], dtype=torch.float64)  # as :func:`ACELib.data.patches.crop`
     scale = torch.tensor([(c - 1) / 2.0 for c in crop], dtype=torch.float64)
     grid = (offsets + centre) / scale - 1.0
     return grid.flip(-1)[None].float()  # grid_sample wants (x, y, z)

@@ -1,0 +1,170 @@
+"""Patch augmentation: seeded, exact on resume, labels by nearest neighbour, ranges checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ACELib.data.augment import AugmentationConfig, PatchAugmenter
+from ACELib.data.augment import intensity as it
+from ACELib.data.augment.spatial import SpatialParams, draw_spatial, resample_labels, sampling_grid
+from ACELib.data.augment.synthesis import draw_contrast, synthesize_patch, volume_statistics
+from ACELib.data.loading import LoadedCase, LoadedDataset
+from ACELib.data.patches import crop
+from ACELib.data.sampling import BalancedSampler
+
+SHAPE = (20, 22, 18)
+
+
+def _case(seed: int = 0, synth: bool = False) -> LoadedCase:
+    rng = np.random.default_rng(seed)
+    target = np.zeros(SHAPE, dtype=np.uint8)
+    target[4:16, 5:17, 3:15] = 1
+    target[7:13, 8:14, 6:12] = 2
+    image = np.stack([target * 1.0 + 0.1 * rng.standard_normal(SHAPE), -target * 0.5]).astype(np.float32)
+    voxels = {c: np.flatnonzero(target.reshape(-1) == c) for c in (0, 1, 2)}
+    return LoadedCase("c", "d", image, target, None, voxels, synth=target.copy() if synth else None)
+
+
+def _dataset(synth: bool = False) -> list[LoadedDataset]:
+    ann = np.ones(3, dtype=bool)
+    return [LoadedDataset(None, ("A", "B"), ann, np.eye(3, dtype=bool), [_case(0, synth), _case(1, synth)])]
+
+
+def test_identity_params_cut_the_plain_patch():
+    case = _case()
+    grid = sampling_grid(SpatialParams(np.eye(3), None, ()), (8, 8, 8), (11, 11, 11))
+    box = crop(case.target, (10, 11, 9), (11, 11, 11), 0)
+    np.testing.assert_array_equal(resample_labels(box, grid), crop(case.target, (10, 11, 9), (8, 8, 8), 0))
+
+
+def test_labels_are_resampled_by_nearest_neighbour_and_keep_their_values():
+    rng = np.random.default_rng(3)
+    cfg = AugmentationConfig(p_rotation=1.0, p_scale=1.0, p_elastic=1.0)
+    case = _case()
+    for _ in range(10):
+        img, tgt = PatchAugmenter(cfg)(case.image, case.target, (10, 11, 9), (8, 8, 8), rng, case.pad_values)
+        assert tgt.dtype == np.uint8 and set(np.unique(tgt)) <= {0, 1, 2}
+        assert img.dtype == np.float32 and img.shape == (2, 8, 8, 8)
+
+
+def test_rotation_by_90_degrees_matches_numpy():
+    case = _case()
+    params = SpatialParams(np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]]), None, ())
+    size = (9, 9, 9)
+    box_size = params.crop_size(size)
+    box = crop(case.target, (10, 11, 9), box_size, 0)
+    out = resample_labels(box, sampling_grid(params, size, box_size))
+    plain = crop(case.target, (10, 11, 9), size, 0)
+    assert any(np.array_equal(out, np.rot90(plain, k, axes=(1, 2))) for k in (1, 3))
+
+
+def test_mirroring_flips_image_and_labels_together():
+    cfg = AugmentationConfig.off()
+    cfg = AugmentationConfig(**{**cfg.to_dict(), "enabled": True, "p_rotation": 0, "p_scale": 0, "p_elastic": 0,
+                                "p_mirror": 1.0, "p_noise": 0, "p_blur": 0, "p_brightness": 0, "p_contrast": 0,
+                                "p_bias": 0, "p_lowres": 0, "p_thick_slices": 0, "p_gamma": 0,
+                                "p_gamma_inverted": 0, "mirror_axes": (2,)})
+    case = _case()
+    img, tgt = PatchAugmenter(cfg)(case.image, case.target, (10, 11, 9), (8, 8, 8), np.random.default_rng(0),
+                                   case.pad_values)
+    plain_img, plain_tgt = crop(case.image, (10, 11, 9), (8, 8, 8), case.pad_values), crop(case.target, (10, 11, 9), (8, 8, 8), 0)
+    np.testing.assert_array_equal(tgt, plain_tgt[:, :, ::-1])
+    np.testing.assert_array_equal(img, plain_img[:, :, :, ::-1])
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    cfg = AugmentationConfig()
+    a = BalancedSampler(_dataset(), 8, 3, seed=4, augmentation=cfg)
+    b = BalancedSampler(_dataset(), 8, 3, seed=4, augmentation=cfg)
+    c = BalancedSampler(_dataset(), 8, 3, seed=5, augmentation=cfg)
+    for _ in range(3):
+        x, y, z = a.sample(), b.sample(), c.sample()
+        assert torch.equal(x.image, y.image) and torch.equal(x.target, y.target)
+    assert not torch.equal(x.image, z.image)
+
+
+def test_augmented_stream_resumes_exactly_from_state_and_by_skipping():
+    cfg = AugmentationConfig()
+    full = BalancedSampler(_dataset(), 8, 2, seed=1, augmentation=cfg)
+    batches = [full.sample() for _ in range(5)]
+    restored = BalancedSampler(_dataset(), 8, 2, seed=1, augmentation=cfg)
+    first = BalancedSampler(_dataset(), 8, 2, seed=1, augmentation=cfg)
+    for _ in range(3):
+        first.sample()
+    restored.set_state(first.get_state())
+    skipped = BalancedSampler(_dataset(), 8, 2, seed=1, augmentation=cfg)
+    skipped.skip(3)
+    for k in (3, 4):
+        r, s = restored.sample(), skipped.sample()
+        assert torch.equal(r.image, batches[k].image) and torch.equal(s.image, batches[k].image)
+        assert torch.equal(r.target, batches[k].target) and torch.equal(s.target, batches[k].target)
+
+
+def test_without_augmentation_the_stream_is_the_plain_one():
+    plain = BalancedSampler(_dataset(), 8, 2, seed=1)
+    off = BalancedSampler(_dataset(), 8, 2, seed=1, augmentation=AugmentationConfig.off())
+    assert torch.equal(plain.sample().image, off.sample().image)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"p_noise": 1.5}, "p_noise must be a probability"),
+    ({"scale": (1.2, 0.8)}, "scale must be a range"),
+    ({"lowres_zoom": (0.5, 2.0)}, "lowres_zoom in"),
+    ({"mirror_axes": (3,)}, "mirror_axes must be distinct"),
+    ({"rotation_deg": -1.0}, "rotation_deg must be >= 0"),
+    ({"domain_randomization": -0.1}, "domain_randomization must be a probability"),
+])
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentationConfig(**kwargs)
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = AugmentationConfig(domain_randomization=0.5, mirror_axes=(0, 2))
+    assert AugmentationConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown augmentation settings"):
+        AugmentationConfig.from_dict({"p_nosie": 0.1})
+
+
+def test_intensity_transforms_keep_shape_and_stay_finite():
+    x = torch.randn(2, 10, 11, 12)
+    for y in (it.blur(x, [0.8, 0.0]), it.contrast(x, [1.2, 0.8]), it.gamma(x, [0.7, 1.4], [False, True]),
+              it.low_resolution(x, [0.5, 1.0]), it.thick_slices(x, 0, 3),
+              it.bias_field(x, torch.randn(2, 4, 4, 4) * 0.3)):
+        assert y.shape == x.shape and torch.isfinite(y).all()
+    np.testing.assert_allclose(it.blur(x, [0.0, 0.0]), x)
+    g = it.gamma(x, [1.3, 1.3], [False, False])
+    np.testing.assert_allclose(g.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-4)  # nnU-Net's retain_stats
+    assert abs(float(it.gaussian_kernel(1.0).sum()) - 1.0) < 1e-6
+
+
+def test_spatial_draws_respect_probabilities():
+    rng = np.random.default_rng(0)
+    never = AugmentationConfig(p_rotation=0, p_scale=0, p_elastic=0, p_mirror=0)
+    assert not any(draw_spatial(rng, never).resamples for _ in range(20))
+    always = AugmentationConfig(p_rotation=1, p_scale=1, p_elastic=1)
+    assert all(draw_spatial(rng, always).resamples for _ in range(5))
+
+
+def test_domain_randomisation_draws_new_contrasts_normalised_like_the_volume():
+    labels = np.zeros((12, 12, 12), dtype=np.uint8)
+    labels[2:10, 2:10, 2:10] = 2
+    labels[4:8, 4:8, 4:8] = 3
+    counts = np.bincount(labels.reshape(-1), minlength=5).astype(np.int64)
+    a = synthesize_patch(labels, counts, 2, np.random.default_rng(0))
+    b = synthesize_patch(labels, counts, 2, np.random.default_rng(1))
+    assert a.shape == (2, 12, 12, 12) and np.isfinite(a).all()
+    assert not np.allclose(a, b)
+    means, stds = draw_contrast(np.random.default_rng(2), 8)
+    assert abs(means[4] - means[3]) >= 0.12  # a lesion never blends into its white matter
+    mean, std = volume_statistics(np.array([0.0, 0.5, 1.0]), np.zeros(3), np.array([10, 10, 10]))
+    assert mean == pytest.approx(0.75) and std == pytest.approx(0.25)
+
+
+def test_sampler_refuses_domain_randomisation_without_label_maps():
+    with pytest.raises(ValueError, match="domain randomisation needs a generator label map"):
+        BalancedSampler(_dataset(synth=False), 8, 2, augmentation=AugmentationConfig(domain_randomization=0.5))
+    s = BalancedSampler(_dataset(synth=True), 8, 2, augmentation=AugmentationConfig(domain_randomization=1.0))
+    assert torch.isfinite(s.sample().image).all()
