@@ -24,6 +24,7 @@ import numpy as np
 
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import IMAGE_SUFFIXES, Geometry, read_channels, read_image, write_image
+from ACELib.io.strict_json import loads_strict
 
 DATASET_JSON = "dataset.json"
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -84,9 +85,11 @@ def read_dataset_info(folder: str | os.PathLike) -> DatasetInfo:
     if not path.is_file():
         raise DatasetError(f"{str(path)!r} does not exist (a dataset folder needs a dataset.json)")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        data = loads_strict(path.read_text(), f"{str(path)!r}")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{str(path)!r}: expected a JSON object, got {type(data).__name__}")
     problems = []
     channels = data.get("channel_names", data.get("modality"))
     if not isinstance(channels, dict) or not channels:
