@@ -24,6 +24,7 @@ import numpy as np
 
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import IMAGE_SUFFIXES, Geometry, read_channels, read_image, write_image
+from ACELib.io.image_checks import integer_labels
 from ACELib.io.strict_json import loads_strict
 
 DATASET_JSON = "dataset.json"
@@ -75,7 +76,7 @@ class Case:
                     f"{str(self.label_path)!r} does not share the geometry of {str(self.image_paths[0])!r}: "
                     + "; ".join(diff)
                 )
-            label = lab.astype(np.int64)
+            label = integer_labels(lab, self.label_path)
         return image, label, geom
 
 

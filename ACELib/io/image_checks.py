@@ -118,3 +118,20 @@ def constant_value(array: np.ndarray) -> float | None:
         return None
     lo, hi = array.min(), array.max()
     return float(lo) if lo == hi else None
+
+
+def integer_labels(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """A label map as int64; values that are not whole numbers (0.5, say) are refused, never truncated.
+
+    Raises:
+        ValueError: naming ``path`` and a few of the offending values.
+    """
+    if not np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.int64, copy=False)
+    rounded = np.rint(array)
+    off = np.abs(rounded - array) > 1e-3
+    if off.any():
+        examples = sorted({float(v) for v in array[off][:1000].tolist()})[:5]
+        raise ValueError(f"{str(path)!r}: a label map must hold integer values, found {int(off.sum())} voxels "
+                         f"with non-integer values such as {examples}")
+    return rounded.astype(np.int64)
