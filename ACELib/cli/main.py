@@ -69,7 +69,7 @@ def describe_error(exc: BaseException) -> str:
         text = "out of memory" + (f": {text}" if text else "") + "; use smaller inputs, a smaller window or network"
     if not text:
         text = type(exc).__name__
-    if not isinstance(exc, (ValueError, OSError, EOFError, KeyError, MemoryError, FloatingPointError)):
+    if not isinstance(exc, (ValueError, OSError, EOFError, KeyError, MemoryError, FloatingPointError, ImportError)):
         text = f"{text} ({type(exc).__name__}; run with --debug for the traceback)"
     return text
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(FileExistsError):
     """Another live process holds the run folder."""
 
 
