@@ -108,10 +108,12 @@ def read_dataset_info(folder: str | os.PathLike) -> DatasetInfo:
         problems.append(f"'file_ending' must be one of {list(IMAGE_SUFFIXES)}, got {ending!r}")
     if problems:
         raise DatasetError(f"{str(path)!r}: " + "; ".join(problems))
-    try:
-        label_values = {str(k): int(v) for k, v in labels.items()}
-    except (TypeError, ValueError):
-        raise DatasetError(f"{str(path)!r}: 'labels' values must be integers, got {labels}") from None
+    fractional = [k for k, v in labels.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+                  or (isinstance(v, float) and not v.is_integer())]
+    if fractional:
+        raise DatasetError(f"{str(path)!r}: 'labels' values must be integers, got "
+                           + ", ".join(f"{k!r}: {labels[k]!r}" for k in fractional))
+    label_values = {str(k): int(v) for k, v in labels.items()}
     return DatasetInfo(
         channel_names=tuple(str(channels[k]) for k in keys),
         labels=label_values,

@@ -96,3 +96,18 @@ def test_all_problems_at_once_and_nothing_written(task_path, capsys):
 def test_cli_check_ok(task_path, capsys):
     assert main(["check", str(task_path)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("labels, message", [
+    ('{"background": 0, "WMH": 1, "WMH": 2}', r"key 'WMH' appears twice in one object"),
+    ('{"background": 0, "WMH": 1.5}', r"'labels' values must be integers, got 'WMH': 1.5"),
+    ('{"background": 0, "WMH": "1"}', r"'labels' values must be integers, got 'WMH': '1'"),
+])
+def test_dataset_json_ambiguities_are_refused(task_path, labels, message):
+    path = task_path.parent / "lesion/dataset.json"
+    text = path.read_text()
+    info = json.loads(text)
+    path.write_text(text.replace(json.dumps(info["labels"]), labels) if json.dumps(info["labels"]) in text
+                    else json.dumps({**info, "labels": "@"}).replace('"@"', labels))
+    problems = check_task(load_task(task_path))
+    assert any(__import__("re").search(message, p) for p in problems), problems
