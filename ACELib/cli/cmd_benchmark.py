@@ -29,6 +29,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ACELib.phantoms.template import require_nilearn
+
+    require_nilearn()  # before any folder is created
     profile = PROFILES["quick" if args.quick else "full"]
     if args.iterations:
         from dataclasses import replace

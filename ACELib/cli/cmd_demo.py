@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from ACELib.phantoms.template import require_nilearn
+
+    require_nilearn()  # before any folder is created
     scores = run_demo(args.output, iterations=args.iterations, device=args.device,
                       progress_factory=lambda desc: ProgressBar(desc))
     labels = list(next(iter(scores.values())))

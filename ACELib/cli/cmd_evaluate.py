@@ -22,16 +22,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="CSV file to write (per case and label)")
     parser.add_argument("--file-ending", default=".nii.gz", help="label map file ending (default: .nii.gz)")
     parser.add_argument("--compare", metavar="OTHER_CSV", help="an earlier results CSV to test against")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out table (and its summaries)")
 
 
 def _cell(value: float, fmt: str) -> str:
     return "nan" if math.isnan(value) else format(value, fmt)
 
 
+def _check_outputs(args: argparse.Namespace, summary_paths) -> None:
+    """Before any work: the table and its summaries replace no input and no file unless --overwrite."""
+    from pathlib import Path
+
+    from ACELib.io.outputs import check_outputs
+
+    inputs = [Path(args.task), *([Path(args.compare)] if args.compare else [])]
+    for folder in (args.pred, args.gt):
+        if Path(folder).is_dir():
+            inputs.extend(p for p in Path(folder).iterdir() if p.is_file())
+    check_outputs([Path(args.out), *summary_paths(args.out)], inputs, overwrite=args.overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     from ACELib.labels import load_task
-    from ACELib.metrics import compare_results, evaluate_folders, format_summary, write_evaluation
+    from ACELib.metrics import (
+        compare_results,
+        evaluate_folders,
+        format_summary,
+        summary_paths,
+        write_evaluation,
+    )
 
+    _check_outputs(args, summary_paths)
     task = load_task(args.task)
     rows = evaluate_folders(args.pred, args.gt, task.labels, file_ending=args.file_ending)
     summary = write_evaluation(rows, args.out)

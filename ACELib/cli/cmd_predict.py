@@ -14,6 +14,7 @@ from ACELib.inference import (
     predict_folder,
 )
 from ACELib.inference.device import DEVICE_CHOICES
+from ACELib.io.outputs import check_not_inputs, check_outputs
 
 NAME = "predict"
 HELP = "segment new scans with a trained model"
@@ -47,6 +48,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.images:  # before loading anything: the output may replace neither an input nor the model
+        check_outputs([args.out], [*args.images, args.model], overwrite=args.overwrite)
+    else:
+        check_not_inputs([args.out], [args.model, args.input])
     model = load_model(args.model, device=args.device, expected_sha256=args.sha256)
     kw = {"window": tuple(args.window) if args.window else None, "overlap": args.overlap,
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}

@@ -2,7 +2,7 @@
 
 Problems found: missing folders, ``dataset.json`` or files; channel names that disagree with the task;
 channel and label images that disagree in size, spacing, origin or direction; images that are not 3D;
-NaN/Inf voxels; label values the dataset does not declare; empty label maps; a modality the model needs
+truncated files; NaN/Inf voxels; blank (constant) images; label values the dataset does not declare; empty label maps; a modality the model needs
 that a dataset lacks; datasets without cases.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ACELib.data.contract import DatasetError, list_cases, read_dataset_info
-from ACELib.io.image import Geometry
+from ACELib.io.image import Geometry, check_3d, read_sitk
+from ACELib.io.image_checks import check_voxels, constant_value
 from ACELib.labels import DatasetSpec, Task
 
 log = logging.getLogger(__name__)
@@ -24,30 +25,22 @@ Progress = Callable[[int, int, str], None]
 
 
 def _read(path: Path, problems: list[str]) -> tuple[np.ndarray | None, Geometry | None]:
+    """The voxels (native dtype) and geometry of an image, or ``(None, None)`` with the problem recorded.
+
+    Reads through :func:`ACELib.io.image.read_sitk`, which refuses truncated files and NaN/Inf voxels.
+    """
     if not path.is_file():
         problems.append(f"{path}: missing file")
         return None, None
     try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        problems.append(f"{path}: cannot be read ({str(exc).strip().splitlines()[-1]})")
+        img = read_sitk(path)
+        check_3d(img, path)
+        arr = sitk.GetArrayViewFromImage(img).copy()
+        check_voxels(arr, path)
+    except ValueError as exc:
+        problems.append(str(exc))
         return None, None
-    if img.GetDimension() != 3:
-        problems.append(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
-        return None, None
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        problems.append(f"{path}: expected one value per voxel, got {img.GetNumberOfComponentsPerPixel()}")
-        return None, None
-    return sitk.GetArrayViewFromImage(img).copy(), Geometry.from_sitk(img)
-
-
-def count_non_finite(path: Path, arr: np.ndarray) -> int:
-    """NaN/Inf voxels of an image. ITK's NIfTI reader turns NaN into 0, so NIfTI is read raw with nibabel."""
-    if str(path).lower().endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        arr = np.asanyarray(nib.load(str(path)).dataobj)
-    return int(arr.size - np.isfinite(arr).sum()) if np.issubdtype(arr.dtype, np.floating) else 0
+    return arr, Geometry.from_sitk(img)
 
 
 def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None = None,
@@ -84,9 +77,9 @@ def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None 
             arr, geom = _read(p, case_problems)
             if arr is None:
                 continue
-            bad = count_non_finite(p, arr)
-            if bad:
-                case_problems.append(f"{p}: {bad} NaN/Inf voxels")
+            blank = constant_value(arr)
+            if blank is not None:
+                case_problems.append(f"{p}: blank image (every voxel is {blank:g})")
             geoms.append((p, geom))
         if case.label_path is None:
             case_problems.append(f"{where}: case {case.name!r} has no labelsTr folder / label file")

@@ -24,6 +24,8 @@ import numpy as np
 
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import IMAGE_SUFFIXES, Geometry, read_channels, read_image, write_image
+from ACELib.io.image_checks import integer_labels
+from ACELib.io.strict_json import loads_strict
 
 DATASET_JSON = "dataset.json"
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -79,7 +81,7 @@ class Case:
                     f"{str(self.label_path)!r} does not share the geometry of {str(self.image_paths[0])!r}: "
                     + "; ".join(diff)
                 )
-            label = lab.astype(np.int64)
+            label = integer_labels(lab, self.label_path)
         return image, label, geom
 
 
@@ -89,9 +91,11 @@ def read_dataset_info(folder: str | os.PathLike) -> DatasetInfo:
     if not path.is_file():
         raise DatasetError(f"{str(path)!r} does not exist (a dataset folder needs a dataset.json)")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        data = loads_strict(path.read_text(), f"{str(path)!r}")
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{str(path)!r}: expected a JSON object, got {type(data).__name__}")
     problems = []
     channels = data.get("channel_names", data.get("modality"))
     if not isinstance(channels, dict) or not channels:
@@ -109,10 +113,12 @@ def read_dataset_info(folder: str | os.PathLike) -> DatasetInfo:
         problems.append(f"'file_ending' must be one of {list(IMAGE_SUFFIXES)}, got {ending!r}")
     if problems:
         raise DatasetError(f"{str(path)!r}: " + "; ".join(problems))
-    try:
-        label_values = {str(k): int(v) for k, v in labels.items()}
-    except (TypeError, ValueError):
-        raise DatasetError(f"{str(path)!r}: 'labels' values must be integers, got {labels}") from None
+    fractional = [k for k, v in labels.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+                  or (isinstance(v, float) and not v.is_integer())]
+    if fractional:
+        raise DatasetError(f"{str(path)!r}: 'labels' values must be integers, got "
+                           + ", ".join(f"{k!r}: {labels[k]!r}" for k in fractional))
+    label_values = {str(k): int(v) for k, v in labels.items()}
     return DatasetInfo(
         channel_names=tuple(str(channels[k]) for k in keys),
         labels=label_values,

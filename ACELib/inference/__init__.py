@@ -7,6 +7,7 @@ from ACELib.inference.model_file import (
     ModelMetadata,
     create_model,
     read_model_file,
+    resave_with_checksum,
     save_model,
     sha256_of,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "predict_case",
     "predict_folder",
     "read_model_file",
+    "resave_with_checksum",
     "resolve_device",
     "save_model",
     "sha256_of",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,19 @@ import torch
 
 import ACELib
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.io.safetensors import load_safetensors, save_safetensors
+from ACELib.inference.model_schema import metadata_problems, weight_shape_problems
+from ACELib.io.safetensors import (
+    CHECKSUM_KEY,
+    SafetensorsError,
+    has_checksum,
+    load_safetensors,
+    read_safetensors_header,
+    save_safetensors,
+)
 from ACELib.labels import JointLabel
 from ACELib.networks import UNet3D, UNetConfig
 
+log = logging.getLogger(__name__)
 FORMAT = "ace-segmentation-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "ace_model"
@@ -99,8 +109,12 @@ class ModelMetadata:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{source}: metadata is not valid JSON ({exc})") from None
-        if d.get("format") != FORMAT:
-            raise ValueError(f"{source}: not an ACE Segmentation model (format {d.get('format')!r})")
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            fmt = d.get("format") if isinstance(d, dict) else None
+            raise ValueError(f"{source}: not an ACE Segmentation model (format {fmt!r})")
+        problems = metadata_problems(d)
+        if problems:
+            raise ValueError(f"{source}: invalid model metadata: " + "; ".join(problems))
         if int(d.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(
                 f"{source}: model format version {d['format_version']} is newer than this ACELib "
@@ -157,10 +171,18 @@ def read_model_file(path: str | os.PathLike, expected_sha256: str | None = None
                 f"model file {str(path)!r} has SHA-256 {actual}, expected {expected_sha256}: "
                 "the file is corrupt or not the one that was published"
             )
-    tensors, metadata = load_safetensors(path)
+    header, metadata = _read_header(path)
     if METADATA_KEY not in metadata:
         raise ValueError(f"{str(path)!r} is a safetensors file without ACE Segmentation metadata")
     meta = ModelMetadata.from_json(metadata[METADATA_KEY], source=str(path))
+    problems = weight_shape_problems([UNetConfig.from_dict(m.network) for m in meta.members], header)
+    if problems:  # checked on the meta device: nothing of the claimed size is allocated
+        raise ValueError(f"{str(path)!r}: the weights do not fit the network description: " + "; ".join(problems))
+    if CHECKSUM_KEY not in metadata:
+        log.warning("%s carries no checksum of its weights (written before ACELib checked them); damage would "
+                    "go unnoticed: re-save it (ACELib.inference.resave_with_checksum) or verify it with --sha256",
+                    path)
+    tensors, _ = load_safetensors(path)  # verifies the checksum of the tensor data
     nets = build_networks(meta)
     for i, net in enumerate(nets):
         prefix = f"member{i}/"
@@ -172,6 +194,34 @@ def read_model_file(path: str | os.PathLike, expected_sha256: str | None = None
                              f"network description: {str(exc).splitlines()[0]}") from None
         net.eval()
     return meta, nets
+
+
+def _read_header(path: Path) -> tuple[dict, dict[str, str]]:
+    """Tensor entries and metadata of a model file; a file of another kind is named as such."""
+    try:
+        header, metadata, _ = read_safetensors_header(path)
+    except SafetensorsError as exc:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic[:1] == b"\x80" or magic == b"PK\x03\x04":
+            raise ValueError(f"{str(path)!r} is not a safetensors model file: it looks like a PyTorch pickle "
+                             "(torch.save) file, which can run code and is never loaded; use the "
+                             "model.safetensors written by `ace train`") from None
+        raise ValueError(f"{str(path)!r} is not a safetensors model file ({exc})") from None
+    return header, metadata
+
+
+def resave_with_checksum(path: str | os.PathLike) -> bool:
+    """Rewrite a model file written before checksums existed so that it carries one (tensors unchanged).
+
+    Returns:
+        False when the file already had a checksum (it is left untouched).
+    """
+    if has_checksum(path):
+        return False
+    tensors, metadata = load_safetensors(path)
+    save_safetensors(path, tensors, metadata)
+    return True
 
 
 def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,

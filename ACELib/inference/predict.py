@@ -13,6 +13,8 @@ import numpy as np
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
 from ACELib.inference.model import JointModel
 from ACELib.io.image import image_suffix, read_channels, write_image
+from ACELib.io.image_checks import constant_value
+from ACELib.io.outputs import check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +58,16 @@ def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, 
 
     Raises:
         FileExistsError: ``output`` exists and ``overwrite`` is False.
+        ValueError: an output would replace an input file, or an input is damaged or blank (constant).
+        OSError: an output cannot be written (checked before any work).
     """
     output = Path(output)
     image_suffix(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{str(output)!r} exists; pass overwrite=True (--overwrite) to replace it")
+    outputs = [output, *(probability_paths(output, model) if probabilities else ())]
+    check_outputs(outputs, case.image_paths, overwrite=overwrite)
     paths = select_channels(case, model)
     image, geom = read_channels(paths)
+    refuse_blank(image, paths)
     pred = model.predict(image, geom.spacing, return_probabilities=probabilities, progress=progress,
                          cancel=cancel, **predict_kwargs)
     write_image(output, pred.labels, geom)
@@ -70,6 +75,14 @@ def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, 
         for p, prob in zip(probability_paths(output, model), pred.probabilities):
             write_image(p, prob.astype(np.float32), geom)
     return output
+
+
+def refuse_blank(image: np.ndarray, paths: Sequence[Path]) -> None:
+    """Raise ``ValueError`` naming the file of a channel whose voxels all have one value."""
+    for channel, path in zip(image, paths):
+        value = constant_value(channel)
+        if value is not None:
+            raise ValueError(f"{str(path)!r}: blank image (every voxel is {value:g}); nothing to segment")
 
 
 def cases_in_folder(folder: str | os.PathLike, modalities: Sequence[str] | None = None) -> list[CaseInput]:
@@ -121,6 +134,7 @@ def predict_folder(model: JointModel, cases: Sequence[CaseInput], out_dir: str |
     missing = [str(p) for c in cases for p in c.image_paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} input files are missing: " + ", ".join(missing[:5]))
+    check_outputs(outputs, [p for c in cases for p in c.image_paths], overwrite=True)
     written = []
     for i, (case, out) in enumerate(zip(cases, outputs)):
         if out.exists() and skip_existing and not overwrite:

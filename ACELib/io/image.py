@@ -10,6 +10,7 @@ This module is the only place where axis orders are converted.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ACELib.io.atomic import atomic_path
+from ACELib.io.atomic import atomic_image_path
+from ACELib.io.image_checks import check_nifti_data, check_voxels
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -98,11 +100,49 @@ def read_sitk(path: str | os.PathLike) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    image_suffix(path)
+    suffix = image_suffix(path)
+    if suffix in (".nii", ".nii.gz"):
+        check_nifti_data(path)  # ITK reads short NIfTI data as zeros and NaN as 0: refuse those first
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        return sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ValueError(f"{str(path)!r}: cannot be read as an image ({str(exc).strip().splitlines()[-1]})") from None
+        raise ValueError(f"{str(path)!r}: cannot be read as an image ({_itk_reason(exc)})") from None
+    _check_declared_size(reader, path, suffix)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ValueError(f"{str(path)!r}: truncated or damaged: the header reads but the voxel data does not "
+                         f"({_itk_reason(exc)})") from None
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    return str(exc).strip().splitlines()[-1]
+
+
+_MAX_COMPRESSION = 1100  # deflate cannot shrink data by more than about 1032:1
+_COMPRESSED = re.compile(rb"^\s*(CompressedData\s*=\s*True|encoding\s*:\s*(gz|gzip|bz2|bzip2))\s*$", re.M | re.I)
+
+
+def _check_declared_size(reader: sitk.ImageFileReader, path: Path, suffix: str) -> None:
+    """Refuse, before allocating, a single-file image whose header declares more data than the file holds."""
+    if suffix not in (".mha", ".nrrd"):
+        return  # NIfTI is checked exactly; detached headers (.mhd, .nhdr) keep their data elsewhere
+    voxels = int(np.prod(reader.GetSize(), dtype=np.int64)) * reader.GetNumberOfComponents()
+    declared = voxels * _component_bytes(reader.GetPixelID(), reader.GetNumberOfComponents())
+    with open(path, "rb") as f:
+        compressed = _COMPRESSED.search(f.read(65536)) is not None
+    size = path.stat().st_size
+    if declared > (_MAX_COMPRESSION * size if compressed else size):
+        raise ValueError(f"{str(path)!r}: truncated or damaged: the header declares {tuple(reader.GetSize())} "
+                         f"voxels ({declared} bytes of voxel data) but the file holds only {size} bytes")
+
+
+def _component_bytes(pixel_id: int, components: int) -> int:
+    """Bytes per voxel component of a SimpleITK pixel type."""
+    probe = sitk.Image([1, 1, 1], pixel_id, max(1, components))
+    return sitk.GetArrayViewFromImage(probe).itemsize
 
 
 def read_image(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, Geometry]:
@@ -116,7 +156,9 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, G
     """
     img = read_sitk(path)
     check_3d(img, path)
-    return sitk.GetArrayFromImage(img).astype(dtype, copy=False), Geometry.from_sitk(img)
+    array = sitk.GetArrayFromImage(img)
+    check_voxels(array, path)
+    return array.astype(dtype, copy=False), Geometry.from_sitk(img)
 
 
 def check_3d(img: sitk.Image, path) -> None:
@@ -165,7 +207,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray, geometry: Geometry, 
     """Write a ``(D, H, W)`` array with ``geometry`` atomically (temporary file, then rename)."""
     image_suffix(path)
     img = to_sitk(array, geometry)
-    with atomic_path(path) as tmp:
+    with atomic_image_path(path) as tmp:
         sitk.WriteImage(img, str(tmp), useCompression=compress)
 
 

@@ -4,10 +4,15 @@ The format cannot carry code: an 8-byte little-endian header length, a JSON head
 tensor name to ``{"dtype", "shape", "data_offsets"}`` (plus an optional ``"__metadata__"`` object of
 strings), then the raw little-endian tensor bytes. Files written here are readable by the
 `safetensors` library and vice versa (for the dtypes below). Loading never unpickles anything.
+
+Files written here carry ``"tensor_sha256"`` in their metadata: the SHA-256 of the whole data
+section (all tensor bytes). Every load recomputes it and refuses a file whose tensor bytes changed
+(one flipped bit is enough); a file without it (older ACELib, other writers) loads as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -33,6 +38,7 @@ _DTYPES = {
 }
 _TORCH_TO_CODE = {t: code for code, (t, _) in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
+CHECKSUM_KEY = "tensor_sha256"
 
 
 class SafetensorsError(ValueError):
@@ -48,6 +54,7 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor
         if bad:
             raise TypeError(f"metadata must map str to str; offending keys: {bad}")
         header["__metadata__"] = dict(metadata)
+    header.setdefault("__metadata__", {})
     blobs, offset = [], 0
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
@@ -60,6 +67,10 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
+    digest = hashlib.sha256()
+    for b in blobs:
+        digest.update(b)
+    header["__metadata__"][CHECKSUM_KEY] = digest.hexdigest()
     head = json.dumps(header, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)  # align the data section to 8 bytes
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -91,12 +102,24 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, st
 
 
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read all tensors and the metadata of a safetensors file (no code is ever executed)."""
+    """Read all tensors and the metadata of a safetensors file (no code is ever executed).
+
+    The checksum (see the module docstring) is verified and left out of the returned metadata;
+    ``has_checksum(path)`` tells whether a file carries one.
+
+    Raises:
+        SafetensorsError: not a safetensors file, malformed entries, or tensor bytes that fail the checksum.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     header, metadata, start = read_safetensors_header(path)
     data = path.read_bytes()[start:]
+    metadata = dict(metadata)
+    expected = metadata.pop(CHECKSUM_KEY, None)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise SafetensorsError(f"{str(path)!r}: the tensor data does not match its checksum: the file is "
+                               "damaged (changed after it was written); restore or re-download it")
     tensors = {}
     for name, e in header.items():
         try:
@@ -112,3 +135,8 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         t = torch.frombuffer(buf, dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
         tensors[name] = t.view(torch_dtype).reshape(shape).clone()
     return tensors, metadata
+
+
+def has_checksum(path: str | os.PathLike) -> bool:
+    """Whether a safetensors file carries the tensor-data checksum of this module."""
+    return CHECKSUM_KEY in read_safetensors_header(path)[1]

@@ -39,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ACELib.io.strict_json import loads_strict
+
 BACKGROUND = "background"
 ROLES = ("train", "test")
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -291,36 +293,83 @@ class Task:
         labels = []
         for i, e in enumerate(_as_list(data["labels"], f"{source}: 'labels'")):
             try:
-                labels.append(JointLabel(str(e["name"]), int(e["value"]), _parse_color(e.get("color", "#808080"))))
+                labels.append(JointLabel(str(e["name"]), _integer(e["value"], "value"),
+                                         _parse_color(e.get("color", "#808080"))))
             except (KeyError, TypeError, ValueError) as exc:
                 raise TaskError(f"{source}: labels[{i}] = {e!r} is not {{name, value, color}}: {exc}") from None
         datasets = []
         for i, e in enumerate(_as_list(data["datasets"], f"{source}: 'datasets'")):
             try:
-                raw_labels = e.get("labels", {})
-                datasets.append(
-                    DatasetSpec(
-                        name=str(e["name"]),
-                        path=str(e.get("path", e["name"])),
-                        modalities=tuple(str(m) for m in e.get("modalities", ())),
-                        labels={int(k): str(v) for k, v in raw_labels.items()},
-                        widen={str(k): tuple(str(x) for x in v) for k, v in e.get("widen", {}).items()},
-                        role=str(e.get("role", "train")),
-                    )
-                )
+                datasets.append(_parse_dataset(e))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise TaskError(f"{source}: datasets[{i}] is malformed ({exc!r}): {e!r}") from None
+                name = e.get("name", "?") if isinstance(e, Mapping) else "?"
+                raise TaskError(f"{source}: datasets[{i}] ({name!r}) is malformed: {exc}") from None
+        try:
+            modalities = _strings(data.get("modalities", []), "'modalities'")
+        except TypeError as exc:
+            raise TaskError(f"{source}: {exc}") from None
         task = cls(
             name=str(data["name"]),
             labels=tuple(labels),
             datasets=tuple(datasets),
-            modalities=tuple(str(m) for m in data.get("modalities", ())),
+            modalities=modalities,
             root=str(root),
         )
         problems = task.problems()
         if problems:
             raise TaskError(f"{source}: invalid task:\n  - " + "\n  - ".join(problems))
         return task
+
+
+def _integer(value, what: str) -> int:
+    """An integer from JSON: an int, or a float without fraction; 2.7, True or "2" are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _strings(value, what: str) -> tuple[str, ...]:
+    """A list of strings from JSON (a bare string such as "T1" is refused, not split into letters)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a list of strings such as [\"T1\", \"FLAIR\"], got {value!r}")
+    return tuple(value)
+
+
+def _label_keys(raw) -> dict[int, str]:
+    """Dataset label value (a JSON key such as "1") -> joint label name; "01" next to "1" is refused."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"'labels' must be an object {{\"1\": \"WM\"}}, got {raw!r}")
+    out: dict[int, str] = {}
+    keys: dict[int, str] = {}
+    for key, name in raw.items():
+        text = str(key).strip()
+        if not text.lstrip("-").isdigit():
+            raise ValueError(f"'labels' key {key!r} is not an integer label value")
+        value = int(text)
+        if value in keys:
+            raise ValueError(f"'labels' keys {keys[value]!r} and {key!r} are the same label value {value}")
+        if not isinstance(name, str):
+            raise TypeError(f"'labels' value of {key!r} must be a joint label name, got {name!r}")
+        keys[value], out[value] = key, name
+    return out
+
+
+def _parse_dataset(e) -> DatasetSpec:
+    if not isinstance(e, Mapping):
+        raise TypeError(f"expected an object, got {e!r}")
+    widen = e.get("widen", {})
+    if not isinstance(widen, Mapping):
+        raise TypeError(f"'widen' must be an object {{\"WM\": [\"WMH\"]}}, got {widen!r}")
+    return DatasetSpec(
+        name=str(e["name"]),
+        path=str(e.get("path", e["name"])),
+        modalities=_strings(e.get("modalities", []), "'modalities'"),
+        labels=_label_keys(e.get("labels", {})),
+        widen={str(k): _strings(v, f"'widen' entry {k!r}") for k, v in widen.items()},
+        role=str(e.get("role", "train")),
+    )
 
 
 def _as_list(value, what: str) -> Sequence:
@@ -345,9 +394,9 @@ def load_task(path: str | os.PathLike) -> Task:
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TaskError(f"task file {str(path)!r} is not valid JSON: {exc}") from None
+        data = loads_strict(path.read_text(), f"task file {str(path)!r}")
+    except ValueError as exc:
+        raise TaskError(str(exc)) from None
     return Task.from_dict(data, root=path.parent, source=f"task file {str(path)!r}")
 
 

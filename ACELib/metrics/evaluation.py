@@ -22,6 +22,7 @@ import numpy as np
 
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import read_image
+from ACELib.io.image_checks import integer_labels
 from ACELib.metrics.masks import (
     avd_from_volumes,
     check_spacing,
@@ -93,10 +94,7 @@ def evaluate_case(pred_values: np.ndarray, gt_values: np.ndarray, labels: Sequen
 
 def _read_labels(path: Path) -> tuple[np.ndarray, object]:
     arr, geom = read_image(path, dtype=np.float64)
-    rounded = np.rint(arr)
-    if not np.allclose(rounded, arr, atol=1e-3):
-        raise ValueError(f"{str(path)!r}: a label map must hold integer values, found non-integer values")
-    return rounded.astype(np.int64), geom
+    return integer_labels(arr, path), geom
 
 
 def _cases(folder: Path, file_ending: str) -> dict[str, Path]:

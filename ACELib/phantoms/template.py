@@ -120,6 +120,15 @@ _NILEARN_FILES = {  # inside nilearn/datasets/data/ (nilearn >= 0.8)
 }
 
 
+def require_nilearn() -> None:
+    """Raise ``ImportError`` naming the extra to install when nilearn (the template) is missing.
+
+    Commands that build phantoms call this before creating anything, so a missing extra leaves no folder.
+    """
+    if importlib.util.find_spec("nilearn") is None:
+        raise ImportError(_MISSING_NILEARN)
+
+
 def _nilearn_datasets():
     try:
         from nilearn import datasets

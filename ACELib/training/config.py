@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from ACELib.data.augment import AugmentationConfig
@@ -72,8 +73,8 @@ class TrainConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
-        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 10:
-            raise ValueError(f"learning_rate must be a number in (0, 10), got {self.learning_rate}")
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate (--lr) must be a finite number > 0, got {self.learning_rate}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
         if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):

@@ -56,6 +56,7 @@ from ACELib.training.distributed import (
     sync_buffers,
     wrap_model,
 )
+from ACELib.training.lock import RunLock
 from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
 
@@ -117,9 +118,19 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
     run_dir = Path(run_dir)
     ctx = current_context()
     plans = plan_members(task, config)
-    run_on_main(ctx, _prepare_run_dir, task, run_dir, config, resume)
-    with _text_log(run_dir / TEXT_LOG if ctx.is_main else None):
-        return _train_prepared(task, run_dir, config, plans, resume, progress, should_stop, ctx)
+    run_on_main(ctx, _check_run_dir, task, run_dir, config, resume)  # nothing is written before these checks
+    problems = run_on_main(ctx, check_task, task, modalities=() if config.multi_unet else None, include_test=False)
+    if problems:
+        raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
+    lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
+    run_on_main(ctx, lock.__enter__)
+    try:
+        run_on_main(ctx, _check_run_dir, task, run_dir, config, resume)  # again, now that the folder is ours
+        run_on_main(ctx, _prepare_run_dir, task, run_dir, config, resume)
+        with _text_log(run_dir / TEXT_LOG if ctx.is_main else None):
+            return _train_members(task, plans, run_dir, config, resume, progress, should_stop, ctx)
+    finally:
+        lock.__exit__(None, None, None)
 
 
 TEXT_LOG = "train.log"
@@ -147,13 +158,9 @@ def _text_log(path: Path | None):
         handler.close()
 
 
-def _train_prepared(task: Task, run_dir: Path, config: TrainConfig, plans: list[MemberPlan], resume: bool,
-                    progress: Progress | None, should_stop: Callable[[], bool] | None, ctx: DistContext
-                    ) -> TrainResult:
-    """:func:`train` after the run folder is prepared."""
-    problems = run_on_main(ctx, check_task, task, modalities=() if config.multi_unet else None, include_test=False)
-    if problems:
-        raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
+
+def _train_members(task: Task, plans: list[MemberPlan], run_dir: Path, config: TrainConfig, resume: bool,
+                   progress: Progress | None, should_stop: Callable[[], bool] | None, ctx: DistContext) -> TrainResult:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = rank_device(resolve_device(config.device), ctx)
@@ -182,22 +189,64 @@ def _train_prepared(task: Task, run_dir: Path, config: TrainConfig, plans: list[
     return TrainResult(run_dir, model_path, last_path, status, steps, best)
 
 
-def _prepare_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+def _check_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """Refuse a start or resume that conflicts with the run folder (reads only).
+
+    Raises:
+        FileExistsError: the folder holds a run with progress and ``resume`` is False.
+        ValueError: ``resume`` without a run, or with other settings or another task than the run's.
+    """
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        if not resume:
+    if resume and not cfg_path.exists():
+        raise ValueError(f"--resume: {str(run_dir)!r} holds no training run to resume (no config.json); "
+                         "drop --resume to start one there")
+    if not cfg_path.exists():
+        return
+    if not resume:
+        if _has_progress(run_dir):
             raise FileExistsError(f"{str(run_dir)!r} already holds a training run; pass resume=True (--resume) "
                                   "to continue it or choose another folder")
-        saved = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-        conflicts = config.resume_conflicts(saved)
-        if conflicts:
-            raise ValueError(f"cannot resume {str(run_dir)!r} with other settings: " + "; ".join(conflicts))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, json.dumps(config.to_dict(), indent=2) + "\n")
+        return  # a start that failed before its first checkpoint: it is started afresh
+    saved = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    conflicts = config.resume_conflicts(saved)
+    if conflicts:
+        raise ValueError(f"cannot resume {str(run_dir)!r} with other settings: " + "; ".join(conflicts))
+    task_path = run_dir / "task.json"
+    if task_path.exists():
+        changes = task_changes(json.loads(task_path.read_text()), _run_task_dict(task))
+        if changes:
+            raise ValueError(f"cannot resume {str(run_dir)!r} with another task: " + "; ".join(changes)
+                             + "; the run's task is in task.json; train the new task in a new folder")
+
+
+def _has_progress(run_dir: Path) -> bool:
+    """Whether a run folder holds anything worth keeping: a checkpoint or a model."""
+    return any(run_dir.rglob("checkpoint.safetensors")) or any(run_dir.glob("model*.safetensors"))
+
+
+def _run_task_dict(task: Task) -> dict:
     task_dict = task.to_dict()
     for e, ds in zip(task_dict["datasets"], task.datasets):
         e["path"] = str(task.dataset_path(ds).resolve())
-    atomic_write_text(run_dir / "task.json", json.dumps(task_dict, indent=2) + "\n")
+    return task_dict
+
+
+def task_changes(saved: dict, new: dict) -> list[str]:
+    """What differs between two task dicts, ignoring dataset paths (data may move) and descriptions."""
+    def strip(d: dict) -> dict:
+        d = {k: v for k, v in d.items() if k != "description"}
+        d["datasets"] = [{k: v for k, v in e.items() if k != "path"} for e in d.get("datasets", [])]
+        return d
+
+    a, b = strip(saved), strip(new)
+    return [f"{key}: run has {a.get(key)!r}, asked {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key)]
+
+
+def _prepare_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "task.json", json.dumps(_run_task_dict(task), indent=2) + "\n")
 
 
 def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> ModelMetadata:
@@ -304,8 +353,8 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
     if not torch.isfinite(loss_value):
         raise FloatingPointError(
-            f"training diverged: the {run.plan.name} loss became {loss_value.item()} at step {run.step + 1} "
-            f"(learning rate {lr:.3g}); lower --lr (now {config.learning_rate:g}) or add --warmup steps")
+            f"{run.plan.name}: the loss diverged (became {loss_value.item()} at step {run.step + 1}, learning rate "
+            f"{lr:.3g}); lower --lr (e.g. to {config.learning_rate / 10:g}) or add --warmup steps")
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)

@@ -68,6 +68,28 @@ def isOutOfMemory(error: BaseException) -> bool:
     return (oom is not None and isinstance(error, oom)) or "out of memory" in str(error).lower()
 
 
+def checkExportKeepsLabels(ownVolumeMm3: float, labelArray: np.ndarray, geometry: Geometry, segmentationName: str,
+                           volumeName: str, notify: Callable[[str], None] | None = None,
+                           tolerance: float = 0.05) -> None:
+    """Refuse an export that keeps none of the labelled voxels; warn when it loses more than ``tolerance``.
+
+    Args:
+        ownVolumeMm3: labelled volume of the segmentation on its own grid.
+        labelArray: ``(D, H, W)`` the segmentation rasterised onto the reference volume.
+    """
+    kept = float(np.count_nonzero(labelArray)) * float(np.prod(geometry.spacing))
+    if ownVolumeMm3 > 0 and kept == 0:
+        raise ValueError(f"segmentation {segmentationName!r} does not overlap volume {volumeName!r}: none of its "
+                         f"{ownVolumeMm3:.0f} mm^3 of labels lie inside the volume (a segmentation of another "
+                         "subject?); choose the volumes it was drawn on")
+    if ownVolumeMm3 > 0 and kept < (1 - tolerance) * ownVolumeMm3:
+        message = (f"segmentation {segmentationName!r} extends beyond volume {volumeName!r}: the exported case "
+                   f"keeps {kept:.0f} of its {ownVolumeMm3:.0f} mm^3 of labels ({100 * kept / ownVolumeMm3:.0f}%)")
+        logger.warning(message)
+        if notify is not None:
+            notify(message)
+
+
 def pythonExecutable() -> str:
     """The Python to run ACELib in a separate process: Slicer's ``PythonSlicer`` launcher when present."""
     return shutil.which("PythonSlicer") or sys.executable
@@ -252,7 +274,8 @@ class ACESegmentationLogic(_LogicBase):
     # ------------------------------------------------------------------ training set
     def addToTrainingSet(self, folder: str | os.PathLike, volumeNodes: Sequence, segmentationNode,
                          labels: Sequence[JointLabel], modalities: Sequence[str], caseName: str,
-                         mode: str = "all", resample: bool = False) -> Case:
+                         mode: str = "all", resample: bool = False,
+                         notify: Callable[[str], None] | None = None) -> Case:
         """Export the volumes and the (corrected) segmentation as a new case of a dataset folder.
 
         Args:
@@ -260,9 +283,11 @@ class ACESegmentationLogic(_LogicBase):
             volumeNodes: one per modality, in ``modalities`` order; the first is the reference grid.
             labels: the joint labels (segment names must be among them).
             mode: ``"all"``, ``"tissue"`` or ``"lesion"``: which labels the user checked.
+            notify: told (besides the log) when the reference grid crops away labelled voxels.
 
         Raises:
-            FileExistsError: the case exists; DatasetError: incompatible folder; ValueError: bad input.
+            FileExistsError: the case exists; DatasetError: incompatible folder; ValueError: bad input, or
+                a segmentation that does not overlap the reference volume at all.
         """
         if segmentationNode is None:
             raise ValueError("no segmentation selected: segment the case (Apply) or choose a segmentation")
@@ -271,6 +296,8 @@ class ACESegmentationLogic(_LogicBase):
         image, geometry = self.readInputs(volumeNodes, resample=resample)
         labelArray = segmentation.labelArrayFromSegmentation(self.scene, segmentationNode, volumeNodes[0], labels,
                                                             self.segmentationsLogic)
+        checkExportKeepsLabels(segmentation.labelledVolumeMm3(segmentationNode), labelArray, geometry,
+                               segmentationNode.GetName(), volumeNodes[0].GetName(), notify)
         return export.exportCase(folder, caseName, image, geometry, labelArray, labels, modalities, mode)
 
     def importCase(self, folder: str | os.PathLike, caseName: str, labels: Sequence[JointLabel]):

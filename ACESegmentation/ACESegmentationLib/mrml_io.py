@@ -104,11 +104,23 @@ def volumeGeometry(volumeNode) -> Geometry:
         ValueError: no image data, a non-linear parent transform, or a sheared grid.
     """
     image = volumeNode.GetImageData() if volumeNode is not None else None
-    if image is None:
+    if not _hasVoxels(image):
         name = volumeNode.GetName() if volumeNode is not None else "None"
-        raise ValueError(f"volume {name!r} has no voxels (image data is empty)")
+        raise ValueError(f"volume {name!r} has no voxels (image data is empty{_dimensionsText(image)})")
     world = parentToWorld(volumeNode) @ localIJKToRAS(volumeNode)
     return geometryFromIJKToRAS(world, image.GetDimensions(), name=volumeNode.GetName())
+
+
+def _hasVoxels(image) -> bool:
+    """Whether VTK image data holds at least one voxel with scalars (a 0x0x0 image does not)."""
+    if image is None or 0 in image.GetDimensions():
+        return False
+    pointData = image.GetPointData()
+    return pointData is not None and pointData.GetScalars() is not None
+
+
+def _dimensionsText(image) -> str:
+    return "" if image is None else f": {'x'.join(str(d) for d in image.GetDimensions())} voxels"
 
 
 def arrayFromVolumeNode(volumeNode) -> np.ndarray:
@@ -121,8 +133,8 @@ def arrayFromVolumeNode(volumeNode) -> np.ndarray:
         ValueError: the volume is empty or has several components per voxel.
     """
     image = volumeNode.GetImageData()
-    if image is None:
-        raise ValueError(f"volume {volumeNode.GetName()!r} has no voxels (image data is empty)")
+    if not _hasVoxels(image):
+        raise ValueError(f"volume {volumeNode.GetName()!r} has no voxels (image data is empty{_dimensionsText(image)})")
     if image.GetNumberOfScalarComponents() != 1:
         raise ValueError(
             f"volume {volumeNode.GetName()!r} has {image.GetNumberOfScalarComponents()} components per "

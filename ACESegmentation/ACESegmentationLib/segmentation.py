@@ -184,6 +184,24 @@ def labelArrayFromSegmentation(scene, segmentationNode, referenceVolume, labels:
         removeNodes(scene, labelmapNode, colorTable)
 
 
+def labelledVolumeMm3(segmentationNode) -> float:
+    """Volume (mm^3) the segments of ``segmentationNode`` label on their own grid, before any export.
+
+    Compared with the voxels left after rasterising onto a reference volume, it tells whether an
+    export crops the segmentation (a segmentation drawn on another subject's grid, say).
+    """
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    total = 0.0
+    for sid in _segmentIds(segmentationNode):
+        image = slicer.vtkOrientedImageData()
+        segmentationNode.GetBinaryLabelmapRepresentation(sid, image)
+        scalars = image.GetPointData().GetScalars() if image.GetPointData() is not None else None
+        if scalars is not None:
+            total += np.count_nonzero(vtk_to_numpy(scalars)) * abs(float(np.prod(image.GetSpacing())))
+    return total
+
+
 def placeUnderStudyOf(scene, node, referenceNode) -> None:
     """Put ``node`` in the subject hierarchy under the parent (study) of ``referenceNode``."""
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)

@@ -220,3 +220,57 @@ def test_prepare_training_from_exported_folders(slicerContext, logic, tmp_path):
     assert "--resume" not in plan.command
     with pytest.raises(ValueError, match="holds no checkpoint to resume from"):
         logic.prepareTraining([tmp_path / "tissue"], LABELS, tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize("shift, outcome", [(1000.0, "refused"), (6.0, "warned"), (0.0, "silent")])
+def test_add_to_training_set_checks_the_segmentation_overlaps_the_volumes(slicerContext, logic, tmp_path,
+                                                                          shift, outcome):
+    grid = dict(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0))
+    volumes = _volumes(slicerContext, grid=grid)
+    other = addVolume(slicerContext.scene, np.zeros(SHAPE, np.float32), "sub02_T1w", spacing=(1.0, 1.0, 1.0),
+                      origin=(shift, 0.0, 0.0))
+    labelMap = np.zeros(SHAPE, np.uint8)
+    labelMap[2:9, 3:10, 1:11] = 2  # GM across the whole width (W = x)
+    node = logic.writeSegmentation(labelMap, LABELS, other)  # drawn on another subject's grid
+    notices = []
+    folder = tmp_path / "Dataset_overlap"
+    if outcome == "refused":
+        with pytest.raises(ValueError, match=r"segmentation .* does not overlap volume 'sub01_T1w': none of its "
+                                             r"490 mm\^3 of labels"):
+            logic.addToTrainingSet(folder, volumes, node, LABELS, MODALITIES, "c", notify=notices.append)
+        assert not (folder / "imagesTr").exists()
+        return
+    logic.addToTrainingSet(folder, volumes, node, LABELS, MODALITIES, "c", notify=notices.append)
+    if outcome == "warned":
+        assert len(notices) == 1 and "keeps 245 of its 490 mm^3 of labels (50%)" in notices[0]
+    else:
+        assert notices == []
+
+
+def test_import_refuses_fractional_label_values(slicerContext, logic, tmp_path):
+    volumes = _volumes(slicerContext)
+    node = logic.writeSegmentation(np.ones(SHAPE, np.uint8), LABELS, volumes[0])
+    folder = tmp_path / "Dataset_float"
+    logic.addToTrainingSet(folder, volumes, node, LABELS, MODALITIES, "case", "all")
+    from ACELib.io.image import read_image, write_image
+
+    path = folder / "labelsTr" / "case.nii.gz"
+    arr, geom = read_image(path)
+    arr[0, 0, 0] = 0.5
+    write_image(path, arr.astype(np.float32), geom)
+    with pytest.raises(ValueError, match=r"case.nii.gz': a label map must hold integer values, found 1 voxels "
+                                         r"with non-integer values such as \[0.5\]"):
+        logic.importCase(folder, "case", LABELS)
+
+
+@pytest.mark.parametrize("dims", [(0, 0, 0), (4, 0, 3), None])
+def test_empty_volume_is_a_clear_error(slicerContext, logic, dims):
+    import vtk
+
+    node = slicerContext.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    if dims is not None:
+        image = vtk.vtkImageData()
+        image.SetDimensions(*dims)
+        node.SetAndObserveImageData(image)
+    with pytest.raises(ValueError, match="volume 'empty' has no voxels"):
+        logic.readInputs([node])

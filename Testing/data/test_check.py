@@ -51,6 +51,12 @@ def _break(task_path, what):
         (root / "lesion/dataset.json").write_text(json.dumps(info))
     elif what == "no_dataset_json":
         (root / "lesion/dataset.json").unlink()
+    elif what == "truncated":
+        data = img.read_bytes()
+        img.write_bytes(data[: len(data) // 2])
+    elif what == "blank":
+        arr, geom = read_image(img)
+        write_image(img, np.full_like(arr, 7.0), geom)
 
 
 @pytest.mark.parametrize(
@@ -59,9 +65,11 @@ def _break(task_path, what):
         ("missing", r"anatomy_000_0001.nii.gz: missing file"),
         ("geometry", r"lesion_001.nii.gz: geometry differs from lesion_001_0000.nii.gz: spacing"),
         ("undeclared", r"lesion_001.nii.gz: label values \[5\] are not declared for dataset 'lesion'"),
-        ("nan", r"anatomy_000_0001.nii.gz: 1 NaN/Inf voxels"),
-        ("2d", r"anatomy_000_0001.nii.gz: expected a 3D image, got 2D"),
-        ("4d", r"anatomy_000_0001.nii.gz: expected a 3D image, got 4D"),
+        ("nan", r"anatomy_000_0001.nii.gz': 1 of 1320 voxels are NaN or Inf"),
+        ("truncated", r"anatomy_000_0001.nii.gz': truncated or damaged"),
+        ("blank", r"anatomy_000_0001.nii.gz: blank image \(every voxel is 7\)"),
+        ("2d", r"anatomy_000_0001.nii.gz'?: expected a 3D image, got 2D"),
+        ("4d", r"anatomy_000_0001.nii.gz'?: expected a 3D image, got 4D"),
         ("empty", r"lesion_000.nii.gz: empty label map"),
         ("modality", r"modality \['FLAIR'\] needed by the model is missing"),
         ("no_dataset_json", r"dataset.json' does not exist"),
@@ -88,3 +96,18 @@ def test_all_problems_at_once_and_nothing_written(task_path, capsys):
 def test_cli_check_ok(task_path, capsys):
     assert main(["check", str(task_path)]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("labels, message", [
+    ('{"background": 0, "WMH": 1, "WMH": 2}', r"key 'WMH' appears twice in one object"),
+    ('{"background": 0, "WMH": 1.5}', r"'labels' values must be integers, got 'WMH': 1.5"),
+    ('{"background": 0, "WMH": "1"}', r"'labels' values must be integers, got 'WMH': '1'"),
+])
+def test_dataset_json_ambiguities_are_refused(task_path, labels, message):
+    path = task_path.parent / "lesion/dataset.json"
+    text = path.read_text()
+    info = json.loads(text)
+    path.write_text(text.replace(json.dumps(info["labels"]), labels) if json.dumps(info["labels"]) in text
+                    else json.dumps({**info, "labels": "@"}).replace('"@"', labels))
+    problems = check_task(load_task(task_path))
+    assert any(__import__("re").search(message, p) for p in problems), problems

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ACELib.inference import load_model, sha256_of
+from ACELib.io.safetensors import has_checksum
 from ACELib.metrics import dice
 
 MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
@@ -19,6 +20,7 @@ def test_catalogue_lists_both_scenarios():
     for m in CATALOGUE:
         assert m["simulated_training_data"] is True and m["trained_by"].startswith("ace benchmark")
         assert (MODELS / m["file"]).stat().st_size < 5 * 2 ** 20  # a few MB at most
+        assert has_checksum(MODELS / m["file"])  # every load verifies the weights
 
 
 @pytest.mark.parametrize("entry", CATALOGUE, ids=[m["scenario"] for m in CATALOGUE])

@@ -126,3 +126,51 @@ def test_saved_json_is_readable(tmp_path, wmh_task):
     save_task(wmh_task, tmp_path / "t.json")
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["labels"][1] == {"name": "CSF", "value": 1, "color": "#4682b4"}
+
+
+@pytest.mark.parametrize("text, message", [
+    # duplicate keys: json.loads would keep the last one silently
+    ('"labels": {"1": "WMH", "1": "WM"}, "modalities": ["T1"]', r"key '1' appears twice in one object \('WMH' and 'WM'\)"),
+    ('"labels": {"1": "WM", "01": "WMH"}, "modalities": ["T1"]', r"datasets\[1\] \('lesion'\).*keys '1' and '01' are the same label value 1"),
+    ('"labels": {"one": "WMH"}, "modalities": ["T1"]', r"datasets\[1\] \('lesion'\).*key 'one' is not an integer label value"),
+    ('"labels": {"1": "WMH"}, "modalities": "T1"', r"datasets\[1\] \('lesion'\).*'modalities' must be a list of strings"),
+    ('"labels": {"3": "WM"}, "modalities": ["T1"], "widen": {"WM": "WMH"}', r"datasets\[1\] \('lesion'\).*'widen' entry 'WM' must be a list"),
+    ('"labels": {"3": "WM"}, "modalities": ["T1"], "widen": ["WM"]', r"datasets\[1\] \('lesion'\).*'widen' must be an object"),
+    ('"labels": {"1": NaN}, "modalities": ["T1"]', r"NaN is not a JSON number"),
+])
+def test_task_file_ambiguities_are_refused(tmp_path, text, message):
+    body = json.dumps(WMH_TASK_TEXT).replace('"labels": {"1": "WMH"}, "modalities": ["T1"]', text)
+    assert body != json.dumps(WMH_TASK_TEXT)
+    path = tmp_path / "task.json"
+    path.write_text(body)
+    with pytest.raises(TaskError, match=message):
+        load_task(path)
+
+
+@pytest.mark.parametrize("where, value, message", [
+    ("label_value", 2.7, r"labels\[2\] .* value must be an integer, got 2.7"),
+    ("label_value", "2", r"labels\[2\] .* value must be an integer, got '2'"),
+    ("label_value", True, r"labels\[2\] .* value must be an integer, got True"),
+    ("task_modalities", "T1", r"'modalities' must be a list of strings such as \[\"T1\", \"FLAIR\"\], got 'T1'"),
+])
+def test_task_values_are_not_coerced(wmh_task_dict, where, value, message):
+    if where == "label_value":
+        wmh_task_dict["labels"][2]["value"] = value
+    else:
+        wmh_task_dict["modalities"] = value
+    with pytest.raises(TaskError, match=message):
+        Task.from_dict(wmh_task_dict)
+
+
+def test_integral_float_value_is_accepted(wmh_task_dict):
+    wmh_task_dict["labels"][2]["value"] = 2.0
+    assert Task.from_dict(wmh_task_dict).labels[2].value == 2
+
+
+WMH_TASK_TEXT = {
+    "name": "wmh",
+    "labels": [{"name": "background", "value": 0}, {"name": "CSF", "value": 1}, {"name": "GM", "value": 2},
+               {"name": "WM", "value": 3}, {"name": "WMH", "value": 4}],
+    "datasets": [{"name": "anatomy", "path": "a", "modalities": ["T1"], "labels": {"3": "WM"}},
+                 {"name": "lesion", "path": "b", "labels": {"1": "WMH"}, "modalities": ["T1"]}],
+}

@@ -59,3 +59,29 @@ def test_missing_prediction_is_a_clear_error(folders, capsys):
     err = capsys.readouterr().err
     assert "ace evaluate: error:" in err and "lacks predictions for 1 of 3 cases: b.nii.gz" in err
     assert not (root / "r.csv").exists()
+
+
+@pytest.mark.parametrize("target", ["existing_csv", "gt_file", "pred_file", "compare", "task"])
+def test_evaluate_never_writes_over_an_input_or_an_existing_table(folders, capsys, target):
+    root, task_file = folders
+    args = ["evaluate", "--gt", str(root / "gt"), "--pred", str(root / "pred1"), "--task", str(task_file)]
+    first = root / "first.csv"
+    assert main([*args, "--out", str(first)]) == 0
+    out = {"existing_csv": first, "gt_file": root / "gt" / "a.nii.gz", "pred_file": root / "pred1" / "b.nii.gz",
+           "compare": first, "task": task_file}[target]
+    before = out.read_bytes()
+    extra = ["--compare", str(first)] if target == "compare" else []
+    capsys.readouterr()
+    code = main([*args, "--out", str(out), *extra, *(["--overwrite"] if target != "existing_csv" else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and out.read_bytes() == before
+    expected = "exists; pass overwrite=True" if target == "existing_csv" else "it would be destroyed"
+    assert expected in err and err.count("\n") == 1, err
+
+
+def test_evaluate_replaces_its_own_table_with_overwrite(folders):
+    root, task_file = folders
+    args = ["evaluate", "--gt", str(root / "gt"), "--pred", str(root / "pred1"), "--task", str(task_file),
+            "--out", str(root / "t.csv")]
+    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0
