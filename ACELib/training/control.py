@@ -93,18 +93,23 @@ class ProgressWriter:
     """Append progress events to ``run_dir/progress.jsonl``; usable as a ``progress(step, total, message)``
     callback. Each line is written and flushed whole, so a reader never sees half an event unless it
     reads while the line is being written (:func:`read_progress` keeps an unfinished line for later).
+    Events are held back until the run folder holds its ``config.json`` (training writes it once its
+    checks pass), so a start that fails its checks writes nothing.
     """
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = progress_file(run_dir)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._pending: list[str] = []
 
     def event(self, kind: str, **fields) -> None:
         record = {"event": kind, **fields, "time": round(time.time(), 3)}
-        line = json.dumps(record, allow_nan=False, default=str) + "\n"
+        self._pending.append(json.dumps(record, allow_nan=False, default=str) + "\n")
+        if not (self.path.parent / "config.json").is_file():
+            return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+            f.write("".join(self._pending))
             f.flush()
+        self._pending.clear()
 
     def __call__(self, step: int, total: int, message: str = "") -> None:
         self.event("step", step=int(step), total=int(total), message=str(message))

@@ -30,7 +30,18 @@ def test_stop_watcher_sees_the_file_or_a_signal(tmp_path):
     assert signalled() and signalled.reason == "signal"
 
 
+def test_progress_writer_waits_for_the_run_folder(tmp_path):
+    writer = control.ProgressWriter(tmp_path)
+    writer.event("start", total=5)
+    assert not control.progress_file(tmp_path).exists()  # the run's checks have not passed yet
+    (tmp_path / "config.json").write_text("{}")
+    writer(1, 5, "joint loss 0.5")
+    events, _ = control.read_progress(control.progress_file(tmp_path))
+    assert [e["event"] for e in events] == ["start", "step"]
+
+
 def test_progress_reader_keeps_an_unfinished_line(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     writer = control.ProgressWriter(tmp_path)
     writer.event("start", total=5)
     writer(1, 5, "joint loss 0.5")
