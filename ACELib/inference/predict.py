@@ -63,7 +63,7 @@ def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, 
         raise FileExistsError(f"{str(output)!r} exists; pass overwrite=True (--overwrite) to replace it")
     paths = select_channels(case, model)
     image, geom = read_channels(paths)
-    pred = model.predict(image, geom.spacing, return_probabilities=probabilities, progress=progress,
+    pred = model.predict(image, geometry=geom, return_probabilities=probabilities, progress=progress,
                          cancel=cancel, **predict_kwargs)
     write_image(output, pred.labels, geom)
     if probabilities and pred.probabilities is not None:

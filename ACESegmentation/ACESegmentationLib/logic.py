@@ -167,7 +167,7 @@ class ACESegmentationLogic(_LogicBase):
             ACELib.inference.Cancelled: ``cancel()`` returned True.
         """
         try:
-            return model.predict(image, geometry.spacing, progress=progress, cancel=cancel).labels
+            return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
         except Exception as error:
             if getattr(model.device, "type", "cpu") == "cpu" or not isOutOfMemory(error):
                 raise
@@ -179,7 +179,7 @@ class ACESegmentationLogic(_LogicBase):
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return model.predict(image, geometry.spacing, progress=progress, cancel=cancel).labels
+        return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
 
     # ------------------------------------------------------------------ output
     def writeSegmentation(self, labelArray: np.ndarray, labels: Sequence[JointLabel], referenceVolume,
