@@ -14,6 +14,7 @@ from ACELib.inference import (
     predict_folder,
 )
 from ACELib.inference.device import DEVICE_CHOICES
+from ACELib.models import resolve_model
 
 NAME = "predict"
 HELP = "segment new scans with a trained model"
@@ -26,7 +27,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model file (.safetensors) from `ace train`")
+    p.add_argument("--model", required=True, help="model file (.safetensors) from `ace train`, or the name of a "
+                   "bundled model (`ace models` lists them; its SHA-256 is always verified)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", nargs="+", help="one case: one image file per modality")
     src.add_argument("--input", help="folder of {case}_{XXXX}.nii.gz files (e.g. imagesTs)")
@@ -47,7 +49,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    model = load_model(args.model, device=args.device, expected_sha256=args.sha256)
+    path, published = resolve_model(args.model)
+    if published and args.sha256 and args.sha256.lower() != published:
+        raise ValueError(f"--sha256 {args.sha256} differs from the published checksum {published} of {args.model!r}")
+    model = load_model(path, device=args.device, expected_sha256=published or args.sha256)
     kw = {"window": tuple(args.window) if args.window else None, "overlap": args.overlap,
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}
     if args.images:

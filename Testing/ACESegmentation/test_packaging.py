@@ -6,6 +6,7 @@ breaks the built extension. These tests name the exact lines to add.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -80,3 +81,17 @@ def test_extension_metadata(topCMake):
     for line in ("add_subdirectory(ACESegmentation)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
                  "include(${Slicer_EXTENSION_CPACK})", "find_package(Slicer REQUIRED)"):
         assert line in topCMake
+
+
+def test_bundled_models_are_packaged(moduleCMake):
+    """The models are ACELib package data: globbed by CMake (any file dropped in is installed) and listed in
+    pyproject's package data, and every catalogue entry's file is there."""
+    glob = re.search(r"file\(GLOB ACE_MODEL_FILES (.*?)\)", moduleCMake, re.DOTALL)
+    assert glob, "no file(GLOB ACE_MODEL_FILES ...) in ACESegmentation/CMakeLists.txt"
+    for pattern in ("ACELib/models/catalogue.json", "ACELib/models/*.safetensors"):
+        assert pattern in glob.group(1)
+    assert re.search(r"foreach\(file IN LISTS [^)]*ACE_MODEL_FILES", moduleCMake)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'"ACELib.models" = \[[^]]*"catalogue.json"[^]]*"\*.safetensors"', pyproject)
+    catalogue = json.loads((REPO / "ACELib" / "models" / "catalogue.json").read_text())["models"]
+    assert catalogue and all((REPO / "ACELib" / "models" / m["file"]).is_file() for m in catalogue)
