@@ -347,7 +347,9 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 node = self.logic.writeSegmentation(status.result, labels, reference, output, replace,
                                                     self._parameterNode.showIn3D)
                 self._parameterNode.outputSegmentation = node
-                self.ui.statusLabel.text = f"Done in {status.elapsed:.1f} s."
+                previous = slicer.mrmlScene.GetFirstNodeByName(f"{node.GetName()} volumes")
+                table = self.logic.volumeTable(node, reference, labels, previous)  # voxels and mL per label
+                self.ui.statusLabel.text = f"Done in {status.elapsed:.1f} s. Volumes: table '{table.GetName()}'."
         self.updateButtons()
 
     # ------------------------------------------------------------------ correction and training set
