@@ -75,7 +75,7 @@ def run(args) -> int:
         print(f"wrote {out}")
         outputs = [(case, out, args.qc)]
     else:
-        if is_dicom_folder(args.input) or (Path(args.input).is_dir() and _no_images(args.input)):
+        if _is_dicom_input(args.input):
             cases = dicom_cases(args.input, names or model.modalities, args.series)
         elif args.series:
             raise ValueError(f"--series applies to DICOM inputs; {args.input!r} holds image files")
@@ -93,9 +93,14 @@ def run(args) -> int:
     return 0
 
 
-def _no_images(folder: str) -> bool:
-    """True when ``folder`` holds no image files (then it may be a folder of DICOM case folders)."""
-    return not any(f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES) for f in Path(folder).iterdir())
+def _is_dicom_input(folder: str) -> bool:
+    """A DICOM folder, or a folder without image files whose sub-folders hold DICOM series."""
+    root = Path(folder)
+    if is_dicom_folder(root):
+        return True
+    if not root.is_dir() or any(f.is_file() and f.name.lower().endswith(IMAGE_SUFFIXES) for f in root.iterdir()):
+        return False
+    return any(is_dicom_folder(d) for d in root.iterdir() if d.is_dir())
 
 
 def _reports(model, outputs, volumes_csv: str | None) -> None:
