@@ -1,11 +1,11 @@
-"""Copy the ACE models of `ace benchmark --quick` runs into Resources/Models with a catalogue.
+"""Copy the ACE models of `ace benchmark --quick` runs into ACELib/models (package data) with a catalogue.
 
 The bundled models are the benchmark's "ACE (dataset labels)" networks trained with seed 0, one per
 scenario: tissue + WMH from T1 and FLAIR, tissue + edema/tumour from T1. The catalogue records, per
 model, its SHA-256 (verified before loading), the command that trained it, and its Dice on the
 phantom test set of its scenario (mean over test cases, from the benchmark's evaluation).
 
-    python benchmarks/bundle_models.py --wmh RESULTS/wmh --tumor RESULTS/tumor [--out Resources/Models]
+    python benchmarks/bundle_models.py --wmh RESULTS/wmh --tumor RESULTS/tumor [--out ACELib/models]
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from ACELib.inference import read_model_file, sha256_of
 from ACELib.io.atomic import atomic_write_text
 from ACELib.metrics import read_evaluation
 
-ENTRIES = {
-    "wmh": ("ace_wmh_t1_flair.safetensors", "Tissue + WMH (T1, FLAIR) - trained on phantoms"),
-    "tumor": ("ace_tumor_t1.safetensors", "Tissue + tumour/edema (T1) - trained on phantoms"),
+ENTRIES = {  # scenario -> (id for `ace predict --model`, file, title)
+    "wmh": ("wmh-t1-flair", "ace_wmh_t1_flair.safetensors", "Tissue + WMH (T1, FLAIR) - trained on phantoms"),
+    "tumor": ("tumor-t1", "ace_tumor_t1.safetensors", "Tissue + tumour/edema (T1) - trained on phantoms"),
 }
 
 
@@ -37,9 +37,9 @@ def bundle(scenario: str, results: Path, out: Path, method: str = "ace", seed: i
         dice.setdefault(r["label"], []).append(float(r["dice"]))
     readme = (results / "README.md").read_text().splitlines()
     command = next((line.strip() for line in readme if line.strip().startswith("ace benchmark")), "ace benchmark")
-    name, title = ENTRIES[scenario]
+    model_id, name, title = ENTRIES[scenario]
     shutil.copyfile(model, out / name)
-    return {"name": title, "file": name, "sha256": sha256_of(out / name), "scenario": scenario,
+    return {"id": model_id, "name": title, "file": name, "sha256": sha256_of(out / name), "scenario": scenario,
             "modalities": list(meta.modalities), "labels": [lab.name for lab in meta.labels],
             "trained_by": f"{command}  (model: runs/{method}/seed{seed}/model.safetensors)",
             "phantom_test_dice": {k: round(float(np.mean(v)), 3) for k, v in dice.items()},
@@ -50,7 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wmh", type=Path, required=True, help="results folder of ace benchmark --scenario wmh --quick")
     ap.add_argument("--tumor", type=Path, required=True, help="results folder of ace benchmark --scenario tumor --quick")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "Resources" / "Models")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "ACELib" / "models")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     models = [bundle("wmh", args.wmh, args.out), bundle("tumor", args.tumor, args.out)]

@@ -94,11 +94,13 @@ def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_clas
 
 def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], prep: Preprocessing,
               rng: np.random.Generator, max_per_class: int = 200_000) -> LoadedCase:
-    """Read, resample, normalise and convert one case."""
+    """Read, reorient (``prep.orientation``), resample, normalise and convert one case."""
     image, label, geom = case.read()
     if label is None:
         raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
-    image = image[list(channels)]
+    turn = prep.reorientation(geom)
+    image = np.ascontiguousarray(turn.apply(image[list(channels)]))
+    label, geom = np.ascontiguousarray(turn.apply(label)), turn.target
     image, new_geom = prep.resample(image, geom)
     label, _ = prep.resample(label.astype(np.int16), geom, is_label=True)
     target, _ = to_joint(task, ds, label, source=str(case.label_path))

@@ -1,4 +1,4 @@
-"""Preprocessing that training and inference must repeat exactly: intensity normalisation, resampling.
+"""Preprocessing that training and inference must repeat exactly: orientation, resampling, normalisation.
 
 The settings are a frozen :class:`Preprocessing` saved in the model file, so a model always
 normalises new scans the way it was trained.
@@ -11,25 +11,30 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ACELib.io.image import Geometry, resample_to_spacing
+from ACELib.io.orientation import CANONICAL_ORIENTATION, Reorientation, check_orientation, reorientation
 
 NORMALISATIONS = ("zscore", "none")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Per-channel normalisation and optional resampling.
+    """Canonical orientation, optional resampling and per-channel normalisation, applied in that order.
 
     Attributes:
         normalization: ``"zscore"``: per channel, subtract the mean and divide by the standard
             deviation computed over the *foreground* (voxels above ``foreground_fraction`` times
             the channel's 99th percentile, i.e. brain for skull-stripped scans); ``"none"``.
         foreground_fraction: threshold of the foreground mask, relative to the 99th percentile.
-        spacing: target voxel spacing ``(x, y, z)`` in mm, or None to keep the input's.
+        spacing: target voxel spacing ``(x, y, z)`` in mm (of the reoriented axes), or None to keep the input's.
+        orientation: voxel orientation code every image is brought to first, by permuting and flipping
+            its axes (see :mod:`ACELib.io.orientation`; ``"LPS"`` = identity direction), or None to use
+            the array as stored (model files written before orientations were recorded).
     """
 
     normalization: str = "zscore"
     foreground_fraction: float = 0.1
     spacing: tuple[float, float, float] | None = None
+    orientation: str | None = CANONICAL_ORIENTATION
 
     def __post_init__(self):
         if self.normalization not in NORMALISATIONS:
@@ -38,6 +43,8 @@ class Preprocessing:
             raise ValueError(f"foreground_fraction must be in [0, 1), got {self.foreground_fraction}")
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise ValueError(f"spacing must be None or three positive numbers, got {self.spacing}")
+        if self.orientation is not None:
+            object.__setattr__(self, "orientation", check_orientation(self.orientation))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -46,13 +53,18 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        known = {"normalization", "foreground_fraction", "spacing"}
+        known = {"normalization", "foreground_fraction", "spacing", "orientation"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
         spacing = d.get("spacing")
         return cls(d.get("normalization", "zscore"), float(d.get("foreground_fraction", 0.1)),
-                   tuple(float(s) for s in spacing) if spacing else None)
+                   tuple(float(s) for s in spacing) if spacing else None,
+                   d.get("orientation"))  # absent in older model files: no reorientation, as they were trained
+
+    def reorientation(self, geometry: Geometry) -> Reorientation:
+        """How to bring an image on ``geometry`` to :attr:`orientation` and back (identity when None)."""
+        return reorientation(geometry, self.orientation)
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """Normalise a ``(C, D, H, W)`` image; returns float32 of the same shape."""

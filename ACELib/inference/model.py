@@ -72,15 +72,23 @@ class JointModel:
 
     # ------------------------------------------------------------------ inference
     def predict(self, image: np.ndarray, spacing: Sequence[float] | None = None, *,
+                geometry: Geometry | None = None,
                 window: Sequence[int] | None = None, overlap: float = 0.25, batch_size: int = 1,
                 window_voxels: int = DEFAULT_WINDOW_VOXELS,
                 amp: bool | None = None, return_probabilities: bool = False,
                 progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Prediction:
         """Segment one volume.
 
+        The image is brought to the model's canonical orientation (axis permutations and flips only,
+        when the model records one and ``geometry`` is given), resampled and normalised as in
+        training; the labels are mapped back onto exactly the input's grid.
+
         Args:
             image: ``(C, D, H, W)`` in the order of :attr:`modalities`, raw intensities.
             spacing: voxel spacing ``(x, y, z)`` in mm; needed when the model resamples.
+            geometry: the image's full geometry (spacing and direction); preferred over ``spacing``,
+                and needed for the orientation (without it the array is taken as stored, i.e. as if
+                its direction were the identity).
             window: sliding window (D, H, W); None plans the fewest, largest windows within
                 ``window_voxels`` that overlap by a margin (``overlap`` is then not used).
             overlap, batch_size: sliding-window settings for an explicit ``window``.
@@ -89,7 +97,7 @@ class JointModel:
             progress: ``progress(done, total, message)``; cancel: returns True to stop.
 
         Raises:
-            ValueError: wrong channel count or non-finite voxels.
+            ValueError: wrong channel count, a geometry that does not fit, or non-finite voxels.
             Cancelled: ``cancel()`` returned True.
         """
         image = np.asarray(image)
@@ -99,11 +107,35 @@ class JointModel:
                 f"got shape {image.shape}"
             )
         prep = self.metadata.preprocessing
-        geom = Geometry(tuple(reversed(image.shape[1:])), tuple(spacing) if spacing else (1.0, 1.0, 1.0), (0.0,) * 3)
-        if prep.spacing is not None and spacing is None:
-            raise ValueError("this model resamples to a fixed spacing: pass the image's spacing (x, y, z)")
-        work, work_geom = prep.resample(image.astype(np.float32), geom)
+        if geometry is None:
+            if prep.spacing is not None and spacing is None:
+                raise ValueError("this model resamples to a fixed spacing: pass the image's geometry or spacing (x, y, z)")
+            geometry = Geometry(tuple(reversed(image.shape[1:])), tuple(spacing) if spacing else (1.0, 1.0, 1.0),
+                                (0.0,) * 3)
+        elif geometry.shape != image.shape[1:]:
+            raise ValueError(f"geometry of shape {geometry.shape} (D, H, W) does not fit the image, shape {image.shape}")
+        elif spacing is not None and not np.allclose(spacing, geometry.spacing):
+            raise ValueError(f"spacing {tuple(spacing)} disagrees with the geometry's {geometry.spacing}; pass one")
+        turn = prep.reorientation(geometry)
+        # resampling depends only on size and spacing: a local grid keeps results independent of the header
+        geom = Geometry(turn.target.size, turn.target.spacing, (0.0,) * 3)
+        work, work_geom = prep.resample(np.ascontiguousarray(turn.apply(image), dtype=np.float32), geom)
         work = prep.normalize(work)
+        joint, probs = self._segment(work, window, overlap, batch_size, window_voxels, amp,
+                                     return_probabilities, progress, cancel)
+        values = np.array([lab.value for lab in self.labels], dtype=np.uint8)[joint]
+        if work_geom != geom:  # back to the (reoriented) input grid
+            values = resample_like(values, work_geom, geom, is_label=True)
+            if probs is not None:
+                probs = np.stack([resample_like(p, work_geom, geom, is_label=False) for p in probs])
+        values = np.ascontiguousarray(turn.invert(values))
+        probs = np.ascontiguousarray(turn.invert(probs)) if probs is not None else None
+        return Prediction(values, probs)
+
+    def _segment(self, work: np.ndarray, window, overlap, batch_size, window_voxels, amp, return_probabilities,
+                 progress, cancel) -> tuple[np.ndarray, np.ndarray | None]:
+        """Joint label indices ``(D, H, W)`` uint8 of a preprocessed ``(C, D, H, W)`` image, and
+        ``(K, D, H, W)`` float32 probabilities over all joint labels when asked (single models)."""
         x = torch.from_numpy(work).to(self.device)
         use_amp = (self.device.type == "cuda") if amp is None else amp
         dtype = autocast_dtype(self.device) if use_amp else None
@@ -133,16 +165,11 @@ class JointModel:
             del logits
         joint = joint_maps[0] if n == 1 else fuse_label_maps(joint_maps, priority=list(range(n)))
         joint = torch.as_tensor(joint).to("cpu").numpy().astype(np.uint8)
-        values = np.array([lab.value for lab in self.labels], dtype=np.uint8)[joint]
         prob_np = None
         if probs is not None:
             prob_np = np.zeros((len(self.labels), *probs.shape[1:]), dtype=np.float32)
             prob_np[list(self.metadata.members[0].classes)] = probs.float().cpu().numpy()
-        if work_geom != geom:  # back to the input grid
-            values = resample_like(values, work_geom, geom, is_label=True)
-            if prob_np is not None:
-                prob_np = np.stack([resample_like(p, work_geom, geom, is_label=False) for p in prob_np])
-        return Prediction(values, prob_np)
+        return joint, prob_np
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto",

@@ -12,20 +12,31 @@ import numpy as np
 
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
 from ACELib.inference.model import JointModel
-from ACELib.io.image import image_suffix, read_channels, write_image
+from ACELib.io.dicom import choose_series, dicom_series, is_dicom_folder, read_inputs, read_volume
+from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
 from ACELib.io.outputs import check_outputs
+from ACELib.metrics.volumes import label_volumes
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CaseInput:
-    """A case to segment: its channel files and the modality name of each."""
+    """A case to segment: its channel files (or DICOM series folders) and the modality name of each.
+
+    Attributes:
+        series: for DICOM folders, the Series Instance UID of each channel (None: the folder's only
+            series; ignored for files); empty when no channel needs one.
+    """
 
     name: str
     image_paths: tuple[Path, ...]
     modalities: tuple[str, ...]
+    series: tuple[str | None, ...] = ()
+
+    def series_of(self, modality: str) -> str | None:
+        return self.series[self.modalities.index(modality)] if self.series else None
 
 
 def select_channels(case: CaseInput, model: JointModel) -> list[Path]:
@@ -66,9 +77,9 @@ def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, 
     outputs = [output, *(probability_paths(output, model) if probabilities else ())]
     check_outputs(outputs, case.image_paths, overwrite=overwrite)
     paths = select_channels(case, model)
-    image, geom = read_channels(paths)
+    image, geom = read_inputs(paths, [case.series_of(m) for m in model.modalities])
     refuse_blank(image, paths)
-    pred = model.predict(image, geom.spacing, return_probabilities=probabilities, progress=progress,
+    pred = model.predict(image, geometry=geom, return_probabilities=probabilities, progress=progress,
                          cancel=cancel, **predict_kwargs)
     write_image(output, pred.labels, geom)
     if probabilities and pred.probabilities is not None:
@@ -131,7 +142,7 @@ def predict_folder(model: JointModel, cases: Sequence[CaseInput], out_dir: str |
     if existing and not (overwrite or skip_existing):
         raise FileExistsError(f"{len(existing)} outputs exist already (use --overwrite or --skip-existing): "
                               + ", ".join(existing[:5]) + (" ..." if len(existing) > 5 else ""))
-    missing = [str(p) for c in cases for p in c.image_paths if not p.is_file()]
+    missing = [str(p) for c in cases for p in c.image_paths if not (p.is_file() or p.is_dir())]
     if missing:
         raise FileNotFoundError(f"{len(missing)} input files are missing: " + ", ".join(missing[:5]))
     check_outputs(outputs, [p for c in cases for p in c.image_paths], overwrite=True)
@@ -145,3 +156,80 @@ def predict_folder(model: JointModel, cases: Sequence[CaseInput], out_dir: str |
         if progress is not None:
             progress(i + 1, len(cases), case.name)
     return written
+
+
+def case_from_paths(paths: Sequence[str | os.PathLike], modalities: Sequence[str],
+                    series: Sequence[str] | None = None, name: str | None = None) -> CaseInput:
+    """One case from image files and/or DICOM series folders, one per modality.
+
+    Args:
+        series: Series Instance UIDs, one per DICOM folder among ``paths``, in order; a single folder
+            with several series may be given once with one UID per modality.
+
+    Raises:
+        ValueError: the numbers of paths, modalities and UIDs do not fit.
+    """
+    paths = [Path(p) for p in paths]
+    series = list(series or [])
+    if len(paths) == 1 and len(series) > 1 and paths[0].is_dir():
+        paths = paths * len(series)
+    if len(paths) != len(modalities):
+        raise ValueError(f"{len(paths)} inputs for modalities {list(modalities)}")
+    folders = [i for i, p in enumerate(paths) if p.is_dir()]
+    if series and len(series) != len(folders):
+        raise ValueError(f"{len(series)} series UIDs for {len(folders)} DICOM folders among the inputs "
+                         "(give one UID per DICOM folder, in order)")
+    uids: list[str | None] = [None] * len(paths)
+    for i, uid in zip(folders, series):
+        uids[i] = uid
+    return CaseInput(name or paths[0].name, tuple(paths), tuple(modalities), tuple(uids) if series else ())
+
+
+def dicom_cases(folder: str | os.PathLike, modalities: Sequence[str],
+                series: Sequence[str] | None = None) -> list[CaseInput]:
+    """Cases of a DICOM folder: the folder itself when it holds series, else each sub-folder that does.
+
+    A case folder with one series serves a one-modality model; otherwise ``series`` names one UID per
+    modality (for a single case folder). Every problem is checked before any work.
+
+    Raises:
+        ValueError: no DICOM series, or a case whose series must be chosen (listing them).
+    """
+    folder = Path(folder)
+    roots = [folder] if is_dicom_folder(folder) else sorted(d for d in folder.iterdir() if is_dicom_folder(d))
+    if not roots:
+        raise ValueError(f"{str(folder)!r} holds no DICOM series (nor sub-folders with some)")
+    if series and len(roots) > 1:
+        raise ValueError(f"series UIDs name the series of one case; {str(folder)!r} holds {len(roots)} case "
+                         "folders: segment them one at a time (--input CASE_FOLDER --series ...)")
+    cases, problems = [], []
+    for root in roots:
+        try:
+            for uid in series or []:
+                choose_series(root, uid)  # raises on an unknown UID, listing the series there are
+            found = dicom_series(root)
+            if not series and (len(modalities) > 1 or len(found) > 1):
+                listing = "\n  ".join(str(x) for x in found)
+                raise ValueError(f"{str(root)!r} holds {len(found)} DICOM series for modalities {list(modalities)}: "
+                                 f"name one per modality, in order, with series (--series UID ...):\n  {listing}")
+            cases.append(case_from_paths([root], modalities, series, name=root.name))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("\n".join(problems))
+    return cases
+
+
+def case_volumes(model: JointModel, case: CaseInput, output: str | os.PathLike,
+                 qc_png: str | os.PathLike | None = None) -> list[dict]:
+    """Volume rows (:func:`ACELib.metrics.volumes.label_volumes`) of a written segmentation, and its QC
+    picture (:func:`ACELib.inference.qc.write_qc_png`, over the model's first modality) when asked."""
+    labels, geom = read_image(output, dtype=np.int64)
+    rows = label_volumes(labels, geom.spacing, model.labels, case=case.name)
+    if qc_png is not None:
+        from ACELib.inference.qc import write_qc_png
+
+        first = model.modalities[0]
+        image, _ = read_volume(select_channels(case, model)[0], case.series_of(first))
+        write_qc_png(qc_png, image, labels, geom, model.labels, title=f"{case.name}: {first} and labels")
+    return rows

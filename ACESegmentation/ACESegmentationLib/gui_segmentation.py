@@ -155,6 +155,9 @@ class SegmentationPanel:
                 node = self.logic.writeSegmentation(status.result, labels, reference, output, replace, showIn3D)
                 if self.widget._parameterNode is not None:
                     self.widget._parameterNode.outputSegmentation = node
-                self.ui.statusLabel.text = _("Done in {seconds:.1f} s.").format(seconds=status.elapsed)
+                previous = slicer.mrmlScene.GetFirstNodeByName(f"{node.GetName()} volumes")
+                table = self.logic.volumeTable(node, reference, labels, previous)  # voxels and mL per label
+                self.ui.statusLabel.text = _("Done in {seconds:.1f} s. Volumes: table '{table}'.").format(
+                    seconds=status.elapsed, table=table.GetName())
         self.updateButtons()
 

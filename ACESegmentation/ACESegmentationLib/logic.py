@@ -27,7 +27,7 @@ import slicer
 from ACELib.data.contract import Case, list_cases, read_dataset_info
 from ACELib.io.image import Geometry
 from ACELib.labels import JointLabel
-from ACESegmentationLib import export, mrml_io, segmentation, training_process
+from ACESegmentationLib import export, mrml_io, segmentation, training_process, volumes
 
 try:
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
@@ -196,7 +196,7 @@ class ACESegmentationLogic(_LogicBase):
             ACELib.inference.Cancelled: ``cancel()`` returned True.
         """
         try:
-            return model.predict(image, geometry.spacing, progress=progress, cancel=cancel).labels
+            return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
         except Exception as error:
             if getattr(model.device, "type", "cpu") == "cpu" or not isOutOfMemory(error):
                 raise
@@ -208,7 +208,7 @@ class ACESegmentationLogic(_LogicBase):
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return model.predict(image, geometry.spacing, progress=progress, cancel=cancel).labels
+        return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
 
     # ------------------------------------------------------------------ output
     def writeSegmentation(self, labelArray: np.ndarray, labels: Sequence[JointLabel], referenceVolume,
@@ -248,6 +248,22 @@ class ACESegmentationLogic(_LogicBase):
         if showIn3D:
             self.showIn3D(segmentationNode)
         return segmentationNode
+
+    def volumeTable(self, segmentationNode, referenceVolume, labels: Sequence[JointLabel], tableNode=None):
+        """A table of each label's voxels and volume (mL), from the segments as they are now (corrections too).
+
+        Rows come from ``ACELib.metrics.volumes.label_volumes`` (what ``ace predict --volumes`` writes);
+        the voxel volume is the reference volume's world spacing (parent transforms included).
+
+        Returns:
+            ``tableNode`` refilled, or a new ``vtkMRMLTableNode`` named after the segmentation.
+        """
+        from ACELib.metrics.volumes import label_volumes
+
+        labelArray = segmentation.labelArrayFromSegmentation(self.scene, segmentationNode, referenceVolume, labels,
+                                                             self.segmentationsLogic)
+        rows = label_volumes(labelArray, mrml_io.volumeGeometry(referenceVolume).spacing, labels)
+        return volumes.fillVolumeTable(self.scene, rows, tableNode, name=f"{segmentationNode.GetName()} volumes")
 
     @staticmethod
     def showIn3D(segmentationNode) -> None:

@@ -12,7 +12,6 @@ from ACESegmentationLib.training_process import trainedModel
 
 logger = logging.getLogger(__name__)
 
-CATALOGUE = "catalogue.json"
 
 
 @dataclass(frozen=True)
@@ -43,31 +42,27 @@ def entryIndex(entries: list[ModelEntry], path: str | os.PathLike | None) -> int
 
 
 def modelFolders() -> list[Path]:
-    """Folders that may hold a model catalogue: ``Resources/Models`` beside the module (built extension,
-    where CMake installs the bundled models) and the source checkout's top-level ``Resources/Models``."""
-    moduleDir = Path(__file__).resolve().parent.parent
-    return [moduleDir / "Resources" / "Models", moduleDir.parent / "Resources" / "Models"]
+    """Folders that may hold a model catalogue: ACELib's bundled models (``ACELib/models``, package data
+    of ACELib in a source checkout, in a pip install and in the built extension alike)."""
+    from ACELib.models import MODELS_DIR
+
+    return [MODELS_DIR]
 
 
 def bundledModels(folders: list[Path] | None = None) -> list[ModelEntry]:
-    """Models listed in ``catalogue.json`` files::
+    """The models of the catalogues in ``folders`` (default :func:`modelFolders`), read by ACELib's
+    catalogue reader (``ACELib.models.read_catalogue``; the format is described there). Malformed
+    catalogues are skipped with a warning."""
+    from ACELib.models import read_catalogue
 
-        {"models": [{"name": "WMH + tissue (T1, FLAIR)", "file": "wmh.safetensors", "sha256": "...",
-                     "url": "https://..."}]}
-
-    ``file`` is relative to the catalogue. Malformed catalogues are skipped with a warning.
-    """
     entries: list[ModelEntry] = []
     for folder in folders if folders is not None else modelFolders():
-        path = folder / CATALOGUE
-        if not path.is_file():
-            continue
         try:
-            for item in json.loads(path.read_text())["models"]:
-                entries.append(ModelEntry(str(item["name"]), folder / str(item["file"]), item.get("sha256"),
-                                          "bundled", item.get("url")))
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("ignoring model catalogue %s: %s", path, exc)
+            catalogue = read_catalogue(folder)
+        except ValueError as exc:
+            logger.warning("ignoring a model catalogue: %s", exc)
+            continue
+        entries.extend(ModelEntry(m.name, m.path, m.sha256, "bundled", m.info.get("url")) for m in catalogue)
     return entries
 
 

@@ -90,7 +90,7 @@ def runSelfTest(logic, workDir: str | Path | None = None) -> dict:
         _check(node.GetTransformNodeID() == volumes[0].GetTransformNodeID(), "segmentation not under the input's transform")
         labelMap = segmentation.labelArrayFromSegmentation(scene, node, volumes[0], LABELS, logic.segmentationsLogic)
         direct = model.predict(np.stack([mrml_io.arrayFromVolumeNode(v) for v in volumes]).astype(np.float32),
-                               mrml_io.volumeGeometry(volumes[0]).spacing).labels
+                               geometry=mrml_io.volumeGeometry(volumes[0])).labels
         _check(np.array_equal(labelMap, direct), "segments differ from the model's label map")
 
         folder = work / "Dataset_selftest"

@@ -56,7 +56,7 @@ def test_segment_end_to_end_matches_the_model_and_the_input_grid(slicerContext, 
     reports = []
     node = logic.segment(volumes, tinyModel, progress=lambda d, t, m: reports.append((d, t)))
     image = np.stack([slicer.util.arrayFromVolume(v).astype(np.float32) for v in volumes])
-    expected = tinyModel.predict(image, volumeGeometry(volumes[0]).spacing).labels
+    expected = tinyModel.predict(image, geometry=volumeGeometry(volumes[0])).labels  # the model reorients
     np.testing.assert_array_equal(_labels(node, volumes[0], slicerContext), expected)
     assert [node.GetSegmentation().GetNthSegment(i).GetName() for i in range(4)] == ["CSF", "GM", "WM", "WMH"]
     assert node.GetTransformNodeID() == volumes[0].GetTransformNodeID()
@@ -113,7 +113,7 @@ class _OomModel:
         self.device = type("D", (), {"type": device})()
         return self
 
-    def predict(self, image, spacing, progress=None, cancel=None):
+    def predict(self, image, spacing=None, geometry=None, progress=None, cancel=None):
         self.calls.append(f"predict on {self.device.type}")
         if self.device.type == "cuda":
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -274,3 +274,20 @@ def test_empty_volume_is_a_clear_error(slicerContext, logic, dims):
         node.SetAndObserveImageData(image)
     with pytest.raises(ValueError, match="volume 'empty' has no voxels"):
         logic.readInputs([node])
+
+
+def test_volume_table_equals_label_counts_times_voxel_volume(slicerContext, logic, tinyModel):
+    volumes = _volumes(slicerContext)
+    node = logic.segment(volumes, tinyModel)
+    labels = _labels(node, volumes[0], slicerContext)
+    voxelMl = float(np.prod(volumeGeometry(volumes[0]).spacing)) / 1000
+    table = logic.volumeTable(node, volumes[0], LABELS)
+    assert table.IsA("vtkMRMLTableNode") and table.GetName() == "sub01_T1w ACE segmentation volumes"
+    assert [table.GetColumnName(c) for c in range(4)] == ["Label", "Value", "Voxels", "Volume (mL)"]
+    assert table.GetNumberOfRows() == 4
+    for r, lab in enumerate(LABELS[1:]):
+        n = int((labels == lab.value).sum())
+        assert table.GetCellText(r, 0) == lab.name and int(table.GetCellText(r, 2)) == n
+        assert table.GetTable().GetColumnByName("Volume (mL)").GetValue(r) == pytest.approx(n * voxelMl)
+    again = logic.volumeTable(node, volumes[0], LABELS, tableNode=table)  # refilled, not duplicated
+    assert again is table and table.GetNumberOfColumns() == 4 and table.GetNumberOfRows() == 4

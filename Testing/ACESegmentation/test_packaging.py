@@ -6,6 +6,7 @@ breaks the built extension. These tests name the exact lines to add.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -101,3 +102,17 @@ def test_minimum_slicer_version_is_declared_and_enforced(topCMake):
     assert f'set(ACE_MINIMUM_SLICER_VERSION "{MINIMUM_SLICER}")' in topCMake
     assert "if(Slicer_VERSION VERSION_LESS ACE_MINIMUM_SLICER_VERSION)" in topCMake
     assert f"Slicer {MINIMUM_SLICER} or later" in (REPO / "docs" / "slicer.md").read_text()
+
+
+def test_bundled_models_are_packaged(moduleCMake):
+    """The models are ACELib package data: globbed by CMake (any file dropped in is installed) and listed in
+    pyproject's package data, and every catalogue entry's file is there."""
+    glob = re.search(r"file\(GLOB ACE_MODEL_FILES (.*?)\)", moduleCMake, re.DOTALL)
+    assert glob, "no file(GLOB ACE_MODEL_FILES ...) in ACESegmentation/CMakeLists.txt"
+    for pattern in ("ACELib/models/catalogue.json", "ACELib/models/*.safetensors"):
+        assert pattern in glob.group(1)
+    assert re.search(r"foreach\(file IN LISTS [^)]*ACE_MODEL_FILES", moduleCMake)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'"ACELib.models" = \[[^]]*"catalogue.json"[^]]*"\*.safetensors"', pyproject)
+    catalogue = json.loads((REPO / "ACELib" / "models" / "catalogue.json").read_text())["models"]
+    assert catalogue and all((REPO / "ACELib" / "models" / m["file"]).is_file() for m in catalogue)

@@ -1,8 +1,7 @@
-"""The models bundled under Resources/Models: checksums verified, and each segments a phantom of its
-scenario (generated here, at 6 mm, from the same generator that made their training data)."""
+"""The models bundled as ACELib package data (ACELib/models): checksums verified, and each segments a
+phantom of its scenario (generated here, at 6 mm, from the same generator that made their training data)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,9 @@ import pytest
 from ACELib.inference import load_model, sha256_of
 from ACELib.io.safetensors import has_checksum
 from ACELib.metrics import dice
+from ACELib.models import MODELS_DIR as MODELS
+from ACELib.models import bundled_models, find_model, read_catalogue, resolve_model
 
-MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 CATALOGUE = json.loads((MODELS / "catalogue.json").read_text())["models"]
 
 
@@ -51,3 +51,71 @@ def test_tampered_model_is_refused(tmp_path):
     (tmp_path / "m.safetensors").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="the file is corrupt or not the one that was published"):
         load_model(tmp_path / "m.safetensors", expected_sha256=entry["sha256"])
+
+
+def test_every_catalogue_entry_is_read_with_its_file():
+    models = bundled_models()
+    assert [m.id for m in models] == [e["id"] for e in CATALOGUE]
+    for m in models:
+        assert m.path.is_file() and m.path.parent == MODELS and len(m.sha256) == 64
+        assert m.modalities and m.labels[0] == "background" and m.dice
+    assert sorted(p.name for p in MODELS.glob("*.safetensors")) == sorted(m.path.name for m in models)
+
+
+@pytest.mark.parametrize("name", ["wmh-t1-flair", "WMH-T1-FLAIR", "ace_wmh_t1_flair", "ace_wmh_t1_flair.safetensors",
+                                  "Tissue + WMH (T1, FLAIR) - trained on phantoms"])
+def test_models_are_found_by_id_file_or_title(name):
+    assert find_model(name).path.name == "ace_wmh_t1_flair.safetensors"
+    path, sha = resolve_model(name)
+    assert path == MODELS / "ace_wmh_t1_flair.safetensors" and sha == CATALOGUE[0]["sha256"]
+
+
+def test_a_path_wins_and_carries_no_checksum(tmp_path):
+    (tmp_path / "wmh-t1-flair").write_bytes(b"x")
+    assert resolve_model(tmp_path / "wmh-t1-flair") == (tmp_path / "wmh-t1-flair", None)
+    with pytest.raises(FileNotFoundError, match="model file .*missing.safetensors' does not exist"):
+        resolve_model(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match=r"'nope' is neither a model file nor a bundled model: .*'wmh-t1-flair'"):
+        resolve_model("nope")
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"models": [{"file": "a.safetensors", "sha256": "ab"}]}', r"entry 0 lacks \['name'\]"),
+    ('{"models": [{"name": "a", "file": "a.safetensors"}]}', r"entry 0 lacks \['sha256'\]"),
+    ('{"model": []}', "'models'"),
+    ("not json", "Expecting value"),
+])
+def test_malformed_catalogues_are_named(tmp_path, text, reason):
+    (tmp_path / "catalogue.json").write_text(text)
+    with pytest.raises(ValueError, match=f"model catalogue .*catalogue.json' is malformed: .*{reason}"):
+        read_catalogue(tmp_path)
+
+
+def test_dropping_in_a_model_is_a_file_and_an_entry(tmp_path):
+    (tmp_path / "mine.safetensors").write_bytes(b"weights")
+    (tmp_path / "catalogue.json").write_text(json.dumps({"models": [
+        {"name": "My model", "file": "mine.safetensors", "sha256": sha256_of(tmp_path / "mine.safetensors").upper()}]}))
+    (m,) = read_catalogue(tmp_path)
+    assert (m.id, m.size_bytes, m.sha256) == ("mine", 7, sha256_of(tmp_path / "mine.safetensors"))
+    assert find_model("mine", [m]) == m
+
+
+def test_predict_by_name_always_verifies_the_checksum(tmp_path, monkeypatch, capsys):
+    from factory import subject
+
+    import ACELib.models
+    from ACELib.cli.main import main
+    from ACELib.io.image import Geometry, write_image
+
+    entry = CATALOGUE[1]  # tumour model: one input, T1
+    data = bytearray((MODELS / entry["file"]).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / entry["file"]).write_bytes(bytes(data))
+    (tmp_path / "catalogue.json").write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setattr(ACELib.models, "MODELS_DIR", tmp_path)
+    _, image = subject((8, 9, 10))
+    write_image(tmp_path / "t1.nii.gz", image[0], Geometry((10, 9, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)))
+    code = main(["predict", "--model", entry["id"], "--images", str(tmp_path / "t1.nii.gz"),
+                 "--out", str(tmp_path / "seg.nii.gz")])
+    assert code == 2 and "the file is corrupt or not the one that was published" in capsys.readouterr().err
+    assert not (tmp_path / "seg.nii.gz").exists()

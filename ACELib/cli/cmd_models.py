@@ -1,0 +1,48 @@
+"""`ace models`: the bundled models: name, modalities, labels, size, SHA-256 and measured Dice."""
+
+from __future__ import annotations
+
+from ACELib.models import BundledModel, bundled_models
+
+NAME = "models"
+HELP = "list the bundled models (use one with `ace predict --model NAME`)"
+DESCRIPTION = ("List the models shipped with ACELib: the name to give `ace predict --model`, the inputs "
+               "(modalities, in order), the labels, the file size and SHA-256 (verified whenever a bundled "
+               "model is loaded) and the Dice measured on the phantom test set of its scenario.")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--verify", action="store_true", help="also compute each file's SHA-256 and compare it")
+
+
+def describe(model: BundledModel, verify: bool = False) -> list[str]:
+    """The lines `ace models` prints for one model."""
+    size = model.size_bytes
+    dice = ", ".join(f"{k} {float(v):.3f}" for k, v in model.dice.items()) or "not measured"
+    lines = [
+        f"{model.id}  {model.name}",
+        f"  modalities  {', '.join(model.modalities) or '?'}",
+        f"  labels      {', '.join(model.labels) or '?'}",
+        f"  size        {'missing file ' + str(model.path) if size is None else f'{size / 1024:.0f} kB'}",
+        f"  SHA-256     {model.sha256}",
+        f"  Dice        {dice}" + (" (phantom test set)" if model.dice else ""),
+    ]
+    if verify and size is not None:
+        from ACELib.inference.model_file import sha256_of
+
+        ok = sha256_of(model.path) == model.sha256
+        lines.append(f"  verified    {'ok' if ok else 'MISMATCH: the file is not the published one'}")
+    return lines
+
+
+def run(args) -> int:
+    models = bundled_models()
+    if not models:
+        print("no bundled models")
+        return 0
+    bad = 0
+    for i, model in enumerate(models):
+        lines = describe(model, args.verify)
+        bad += any("MISMATCH" in line or "missing file" in line for line in lines)
+        print(("\n" if i else "") + "\n".join(lines))
+    return 1 if bad else 0
