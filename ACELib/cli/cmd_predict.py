@@ -62,13 +62,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.images:  # before loading anything: the output may replace neither an input nor the model
+        check_outputs([args.out], [*args.images, args.model], overwrite=args.overwrite)
+    else:
+        check_not_inputs([args.out], [args.model, args.input])
     path, published = resolve_model(args.model)
     if published and args.sha256 and args.sha256.lower() != published:
         raise ValueError(f"--sha256 {args.sha256} differs from the published checksum {published} of {args.model!r}")
-    if args.images:  # before loading anything: the output may replace neither an input nor the model
-        check_outputs([args.out], [*args.images, path], overwrite=args.overwrite)
-    else:
-        check_not_inputs([args.out], [path, args.input])
     model = load_model(path, device=args.device, expected_sha256=published or args.sha256)
     kw = {"window": tuple(args.window) if args.window else None, "overlap": args.overlap,
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}

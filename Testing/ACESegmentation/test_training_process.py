@@ -24,6 +24,7 @@ def test_training_run_reads_progress_and_times_the_stop(tmp_path):
 
     run = tmp_path / "run"
     control.request_stop(run)  # left by a run that was killed: must not stop the next one
+    (run / "config.json").write_text("{}")  # a run folder that passed its checks
     writer = control.ProgressWriter(run)
     writer.event("start", total=9)  # an earlier run's events: not this run's
     clock = Clock()
