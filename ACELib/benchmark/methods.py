@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ACELib.data.preprocessing import Preprocessing
-from ACELib.training import TrainConfig
+from ACELib.training import TrainConfig, profile_config
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,22 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    # paper settings (32^3 patches, batches of 7, 32 base channels, 4 blocks per path): meant for a GPU
-    "full": Profile("full", False, TrainConfig(iterations=4000, batch_size=7, patch_size=32, base_channels=32,
-                                               depth=4, validation_interval=250, checkpoint_interval=250)),
-    # small network on 3 mm phantoms, for 2 CPU cores; models resample any input to 3 mm, so the
-    # ACE models double as the module's bundled models
-    "quick": Profile("quick", True, TrainConfig(iterations=320, batch_size=7, patch_size=24, base_channels=8,
-                                                depth=3, validation_interval=160, checkpoint_interval=160,
-                                                preprocessing=Preprocessing(spacing=(3.0, 3.0, 3.0)))),
+    # the training profiles of ``ace train --profile``: 3 mm phantoms and a small U-Net for 2 CPU cores
+    # (models resample any input to 3 mm, so the ACE models double as bundled models), or the paper's
+    # network at 1 mm for a GPU
+    "cpu": Profile("cpu", True, profile_config("cpu")),
+    "paper": Profile("paper", False, profile_config("paper")),
 }
+PROFILE_ALIASES = {"quick": "cpu", "full": "paper"}
+"""Earlier names of the profiles."""
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (or an earlier name of it); a typo lists the valid names."""
+    name = PROFILE_ALIASES.get(name, name)
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    return PROFILES[name]
 
 
 def method_config(profile: Profile, method: Method, seed: int, device: str = "auto",

@@ -92,7 +92,7 @@ def table1_markdown(rows: Sequence[dict], labels: Sequence[str], pvalues: Sequen
     head = "| method | " + " | ".join(labels) + " |"
     lines = [head, "|---|" + "---|" * len(labels)]
     for m in methods:
-        cells = [f"{cell[m, lab]['mean']:.3f} ± {cell[m, lab]['std']:.3f}" for lab in labels]
+        cells = [_cell(cell[m, lab]) for lab in labels]
         lines.append(f"| {METHODS[m].title if m in METHODS else m} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     if pvalues:
@@ -108,6 +108,12 @@ def table1_markdown(rows: Sequence[dict], labels: Sequence[str], pvalues: Sequen
             text += lines_m + "\n"
         text += "\n(+/−: the reference's median per-case Dice difference is positive/negative.)\n"
     return text
+
+
+def _cell(row: dict) -> str:
+    """``mean ± std over cases`` and, with several seeds, ``[sd over seeds]``."""
+    text = f"{row['mean']:.3f} ± {row['std']:.3f}"
+    return text + (f" [{row['seed_sd']:.3f}]" if row["seeds"] > 1 else "")
 
 
 def _p(p: float, diff: float) -> str:
@@ -127,18 +133,28 @@ def versions() -> dict[str, str]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
-def write_report(run, task: Task, results: Results, wall_seconds: float, command: str = "") -> None:
-    """Write tables, figures and README into ``run.out``."""
+def write_report(run, task: Task, by_test: Mapping[str, Results], wall_seconds: float, command: str = "") -> None:
+    """Write tables, figures and README into ``run.out``.
+
+    Args:
+        by_test: test set name -> results; the first is the scenario's own test set (``table1.*``,
+            Wilcoxon tests, figures), every other gets ``table1_<name>.*``.
+    """
     from ACELib.benchmark.figures import figure3_boxplot, figure4_qualitative
 
     labels = foreground_labels(task)
-    t1 = table1(results, labels)
-    pv = wilcoxon_table(results, labels)
-    atomic_write_text(run.out / "table1.csv", _csv(t1))
-    if pv:
-        atomic_write_text(run.out / "wilcoxon.csv", _csv(pv))
-    md = table1_markdown(t1, labels, pv)
-    atomic_write_text(run.out / "table1.md", md)
+    tests = list(by_test)
+    results = by_test[tests[0]]
+    tables = {}
+    for i, test in enumerate(tests):
+        suffix = "" if i == 0 else f"_{test}"
+        t1 = table1(by_test[test], labels)
+        pv = wilcoxon_table(by_test[test], labels)
+        atomic_write_text(run.out / f"table1{suffix}.csv", _csv(t1))
+        if pv:
+            atomic_write_text(run.out / f"wilcoxon{suffix}.csv", _csv(pv))
+        tables[test] = table1_markdown(t1, labels, pv)
+        atomic_write_text(run.out / f"table1{suffix}.md", tables[test])
     figures = []
     for name, fn in (("figure3_boxplot.png", lambda p: figure3_boxplot(results, labels, p)),
                      ("figure4_qualitative.png", lambda p: figure4_qualitative(run, task, p))):
@@ -148,16 +164,23 @@ def write_report(run, task: Task, results: Results, wall_seconds: float, command
         except ImportError as exc:
             log.warning("no %s: %s", name, exc)
     cfg = run.profile.train.to_dict()
+    shown = ("iterations", "batch_size", "patch_size", "base_channels", "depth", "learning_rate", "lr_schedule",
+             "warmup_steps", "validation_fraction", "validation_interval")
     readme = [
         f"# Benchmark: scenario `{run.scenario}`, profile `{run.profile.name}`", "",
         "Made by:", "", f"    {command or 'ace benchmark'}", "",
         f"- methods: {', '.join(m.key for m in run.methods)}",
-        f"- seeds: {run.seeds} (Table 1 cells: mean ± std over test cases, averaged over seeds)",
-        f"- training: {json.dumps({k: cfg[k] for k in ('iterations', 'batch_size', 'patch_size', 'base_channels', 'depth', 'learning_rate', 'validation_fraction', 'validation_interval')})}",
-        "- model selection: best validation Dice on held-out training cases; the test set is never used",
+        f"- seeds: {run.seeds}. Table cells: mean ± std over test cases (each case's Dice averaged over seeds "
+        "first for the std), then [std over seeds of the per-seed mean]",
+        f"- training: {json.dumps({k: cfg[k] for k in shown})}",
+        f"- augmentation: {json.dumps(cfg['augmentation'])}",
+        "- model selection: best validation score (mean over training datasets of the mean Dice of the classes "
+        "each annotates) on held-out training cases; no test set is ever used",
         f"- wall time: {wall_seconds / 60:.1f} min",
         f"- software: {json.dumps(versions())}", "",
-        "## Table 1: Dice per class", "", md, "",
     ]
+    for i, test in enumerate(tests):
+        title = "the scenario's joint test set" if i == 0 else f"the `{test}` test set (a scanner no training set has)"
+        readme += [f"## Table 1: Dice per class on {title}", "", tables[test], ""]
     readme += [f"![{f}]({f})" for f in figures]
     atomic_write_text(run.out / "README.md", "\n".join(readme) + "\n")

@@ -7,7 +7,9 @@ Results folder::
     runs/<method>/seed<k>/        training runs (model selection on validation cases only)
     predictions/<method>/seed<k>/ test-set segmentations
     evaluation/<method>_seed<k>.csv  per case and label Dice, HD95, AVD
+    predictions/shifted/..., evaluation/shifted/...   the same on the shifted-scanner test set
     table1.md, table1.csv, wilcoxon.csv, figure3_boxplot.png, figure4_qualitative.png, README.md
+    table1_shifted.md, table1_shifted.csv            Table 1 on the shifted-scanner test set
 
 Interrupted runs resume: finished trainings, predictions and evaluations are kept; a training that
 was cut off continues from its checkpoint.
@@ -33,6 +35,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
 
 
+MAIN_TEST = "test"
+"""The scenario's own joint test set; others (``shifted``) get their own sub-folders."""
+
+
+def _sub(test: str) -> str:
+    return "" if test == MAIN_TEST else test
+
+
 @dataclass
 class BenchmarkRun:
     """Where a benchmark's pieces are, and what it compared."""
@@ -42,6 +52,8 @@ class BenchmarkRun:
     profile: Profile
     methods: list[Method]
     seeds: list[int]
+    shifted: int = 0
+    head: float = 0.0
 
     @property
     def task_path(self) -> Path:
@@ -50,11 +62,12 @@ class BenchmarkRun:
     def run_dir(self, method: Method, seed: int) -> Path:
         return self.out / "runs" / method.key / f"seed{seed}"
 
-    def prediction_dir(self, method: Method, seed: int) -> Path:
-        return self.out / "predictions" / method.key / f"seed{seed}"
+    def prediction_dir(self, method: Method, seed: int, test: str = MAIN_TEST) -> Path:
+        return self.out / "predictions" / _sub(test) / method.key / f"seed{seed}"
 
-    def evaluation_csv(self, method: Method, seed: int) -> Path:
-        return self.out / "evaluation" / f"{method.key}_seed{seed}.csv"
+    def evaluation_csv(self, method: Method, seed: int, test: str = MAIN_TEST) -> Path:
+        return self.out / "evaluation" / _sub(test) / f"{method.key}_seed{seed}.csv"
+
 
 
 def build_phantoms(run: BenchmarkRun, counts: Sequence[int] | None, spacing: float | None,
@@ -62,16 +75,31 @@ def build_phantoms(run: BenchmarkRun, counts: Sequence[int] | None, spacing: flo
     """Generate the phantoms once (kept on resume) and return the task."""
     if not run.task_path.exists():
         make_scenario(run.scenario, run.task_path.parent, quick=run.profile.phantoms_quick, counts=counts,
-                      spacing=spacing, seed=0, overwrite=run.task_path.parent.exists(), progress=progress)
+                      spacing=spacing, seed=0, overwrite=run.task_path.parent.exists(), progress=progress,
+                      shifted=run.shifted, head=run.head)
     return load_task(run.task_path)
 
 
-def test_folders(task: Task) -> tuple[Path, Path]:
-    """Images and labels folder of the task's (single) test dataset."""
+def test_sets(task: Task) -> list[str]:
+    """Names of the task's test datasets, the scenario's own test set first."""
+    names = [d.name for d in task.test_datasets]
+    return sorted(names, key=lambda n: (n != MAIN_TEST, n))
+
+
+def test_folders(task: Task, name: str | None = None) -> tuple[Path, Path]:
+    """Images and labels folder of the test dataset ``name`` (default: the task's only or main one)."""
     tests = task.test_datasets
-    if len(tests) != 1:
-        raise ValueError(f"the benchmark needs exactly one dataset with role 'test', got {len(tests)}")
-    root = task.dataset_path(tests[0])
+    if name is None:
+        if len(tests) == 1:
+            name = tests[0].name
+        elif any(d.name == MAIN_TEST for d in tests):
+            name = MAIN_TEST
+        else:
+            raise ValueError(f"the task has {len(tests)} test datasets and none is called {MAIN_TEST!r}: name one")
+    chosen = [d for d in tests if d.name == name]
+    if not chosen:
+        raise ValueError(f"the task has no test dataset {name!r}; it has {[d.name for d in tests]}")
+    root = task.dataset_path(chosen[0])
     return root / "imagesTr", root / "labelsTr"
 
 
@@ -91,22 +119,30 @@ def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, devic
 
 
 def evaluate_method(run: BenchmarkRun, task: Task, method: Method, seed: int, model_path: Path,
-                    device: str) -> list[dict]:
-    """Segment the test set with one trained model and evaluate it (both kept on resume)."""
-    csv_path = run.evaluation_csv(method, seed)
-    if csv_path.exists():
-        return read_evaluation(csv_path)
-    images, labels = test_folders(task)
-    model = load_model(model_path, device=device)
-    pred_dir = run.prediction_dir(method, seed)
-    predict_folder(model, cases_in_folder(images), pred_dir, skip_existing=True)
-    rows = evaluate_folders(pred_dir, labels, task.labels)
-    write_evaluation(rows, csv_path)
-    return rows
+                    device: str) -> dict[str, list[dict]]:
+    """Segment every test set with one trained model and evaluate it (both kept on resume).
+
+    Returns:
+        ``{test set name: evaluation rows}``.
+    """
+    out = {}
+    for test in test_sets(task):
+        csv_path = run.evaluation_csv(method, seed, test)
+        if csv_path.exists():
+            out[test] = read_evaluation(csv_path)
+            continue
+        images, labels = test_folders(task, test)
+        model = load_model(model_path, device=device)
+        pred_dir = run.prediction_dir(method, seed, test)
+        predict_folder(model, cases_in_folder(images), pred_dir, skip_existing=True)
+        rows = evaluate_folders(pred_dir, labels, task.labels)
+        write_evaluation(rows, csv_path)
+        out[test] = rows
+    return out
 
 
 def _job(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str, threads: int | None,
-         progress: Progress | None) -> list[dict]:
+         progress: Progress | None) -> dict[str, list[dict]]:
     """Train and evaluate one (method, seed); runs in a worker process when ``jobs > 1``."""
     if threads:  # a worker process: its own thread budget and log lines that name the job
         import torch
@@ -123,10 +159,13 @@ def _job(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str, 
 
 def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, seeds: Sequence[int] = (0, 1, 2),
                   methods: Sequence[str] = (), counts: Sequence[int] | None = None, spacing: float | None = None,
-                  device: str = "auto", command: str = "", progress_factory=None, jobs: int = 1) -> Path:
+                  device: str = "auto", command: str = "", progress_factory=None, jobs: int = 1,
+                  shifted: int = 0, head: float = 0.0) -> Path:
     """Run the whole benchmark (see module docstring) and return the results folder.
 
     Args:
+        shifted: cases of the shifted-scanner joint test set to build and evaluate too (0: none).
+        head: share of skull-on phantoms (see :func:`ACELib.phantoms.make_scenario`).
         progress_factory: ``progress_factory(description) -> progress callback`` for long steps.
         jobs: trainings run at once in worker processes, the CPU threads split between them (on a
             small CPU, two single-threaded trainings finish sooner than two two-threaded ones in turn).
@@ -134,7 +173,8 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
     from ACELib.benchmark.report import write_report
 
     started = time.time()
-    run = BenchmarkRun(Path(out), scenario, profile, get_methods(methods), [int(s) for s in seeds])
+    run = BenchmarkRun(Path(out), scenario, profile, get_methods(methods), [int(s) for s in seeds], int(shifted),
+                       float(head))
     if not run.seeds:
         raise ValueError("seeds must name at least one seed")
     bar = progress_factory or (lambda desc: None)
@@ -142,7 +182,7 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = [(m, s) for m in run.methods for s in run.seeds]
-    results: dict[str, dict[int, list[dict]]] = {m.key: {} for m in run.methods}
+    results: dict[str, dict[int, dict[str, list[dict]]]] = {m.key: {} for m in run.methods}
     if jobs == 1:
         for i, (method, seed) in enumerate(pairs):
             log.info("[%d/%d] %s, seed %d", i + 1, len(pairs), method.title, seed)
@@ -159,5 +199,7 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
             for i, ((key, seed), fut) in enumerate(futures.items()):
                 results[key][seed] = fut.result()
                 log.info("[%d/%d] %s, seed %d: done", i + 1, len(pairs), key, seed)
-    write_report(run, task, results, wall_seconds=time.time() - started, command=command)
+    by_test = {test: {m: {s: r[test] for s, r in by_seed.items()} for m, by_seed in results.items()}
+               for test in test_sets(task)}
+    write_report(run, task, by_test, wall_seconds=time.time() - started, command=command)
     return run.out

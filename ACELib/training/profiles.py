@@ -13,7 +13,7 @@ from ACELib.data.preprocessing import Preprocessing
 from ACELib.training.config import TrainConfig
 
 TRAIN_PROFILES: dict[str, dict] = {
-    "cpu": dict(iterations=1500, batch_size=6, patch_size=32, base_channels=12, depth=3, learning_rate=2e-3,
+    "cpu": dict(iterations=1000, batch_size=6, patch_size=24, base_channels=16, depth=3, learning_rate=2e-3,
                 lr_schedule="poly", warmup_steps=50, validation_interval=250, checkpoint_interval=250,
                 preprocessing=Preprocessing(spacing=(3.0, 3.0, 3.0)), augmentation=AugmentationConfig()),
     "paper": dict(iterations=20000, batch_size=7, patch_size=32, base_channels=32, depth=4, learning_rate=1e-3,

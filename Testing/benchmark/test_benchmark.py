@@ -31,7 +31,12 @@ def test_wilcoxon_table_pairs_cases_on_seed_means():
 def test_method_typo_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown methods \['ace2'\]; valid: \['multi-unet'"):
         get_methods(["ace2"])
-    assert set(PROFILES) == {"quick", "full"}
+    assert set(PROFILES) == {"cpu", "paper"}
+    from ACELib.benchmark.methods import get_profile
+
+    assert get_profile("quick") is PROFILES["cpu"] and get_profile("full") is PROFILES["paper"]
+    with pytest.raises(ValueError, match=r"profile must be one of \['cpu', 'paper'\], got 'gpu'"):
+        get_profile("gpu")
 
 
 def test_benchmark_end_to_end_and_resume(tmp_path, monkeypatch):
@@ -39,9 +44,9 @@ def test_benchmark_end_to_end_and_resume(tmp_path, monkeypatch):
 
     monkeypatch.setitem(scenarios.PROFILES, "quick", 12.0)  # 12 mm voxels: tiny phantoms
     out = run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-ce", "multi-unet", "ace"],
-                        counts=(2, 3, 2), device="cpu", command="ace benchmark (test)")
+                        counts=(2, 3, 2), device="cpu", command="ace benchmark (test)", shifted=1)
     for name in ("table1.md", "table1.csv", "wilcoxon.csv", "figure3_boxplot.png", "figure4_qualitative.png",
-                 "README.md"):
+                 "README.md", "table1_shifted.md", "table1_shifted.csv", "evaluation/shifted/ace_seed0.csv"):
         assert (out / name).exists(), name
     table = (out / "table1.md").read_text()
     assert "| Naive CE |" in table and "WMH" in table and "Wilcoxon" in table
@@ -59,7 +64,7 @@ def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
 
     monkeypatch.setitem(scenarios.PROFILES, "quick", 12.0)
     monkeypatch.setattr(demo, "DEMO_COUNTS", (2, 3, 1))
-    monkeypatch.setitem(demo.PROFILES, "quick", TINY)
+    monkeypatch.setitem(demo.PROFILES, "cpu", TINY)
     monkeypatch.setattr(demo, "DEMO_ITERATIONS", 4)
     scores = run_demo(tmp_path, device="cpu")
     assert set(scores) == {"ace", "naive-ce"} and set(scores["ace"]) == {"CSF", "GM", "WM", "WMH"}

@@ -4,14 +4,18 @@ import pytest
 import torch
 from factory import make_tiny_task
 
+from ACELib.data.augment import AugmentationConfig
 from ACELib.inference import read_model_file
 from ACELib.io import atomic
 from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
 from ACELib.training.checkpoint import load_checkpoint
 
+# every spatial and most intensity transforms on, and a schedule: a resume must replay them exactly
 CFG = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_channels=2, depth=2,
-                  validation_interval=2, checkpoint_interval=2, device="cpu")
+                  validation_interval=2, checkpoint_interval=2, device="cpu", lr_schedule="poly", warmup_steps=2,
+                  augmentation=AugmentationConfig(p_rotation=1.0, p_scale=1.0, p_elastic=1.0, p_noise=1.0,
+                                                  p_bias=1.0, p_gamma=1.0))
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +68,22 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(task, tmp_path,
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".checkpoint")]
     resumed = train(task, tmp_path / "run", CFG, resume=True)
     assert resumed.steps == {"joint": 6}
+
+
+def test_log_has_learning_rate_and_per_class_validation_columns(task, tmp_path):
+    import csv
+
+    train(task, tmp_path / "run", CFG)
+    with open(tmp_path / "run/log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = list(rows[0])
+    assert columns[:6] == ["step", "loss", "patches_per_s", "val_dice", "elapsed_s", "lr"]
+    per_class = [c for c in columns if c.startswith("val:")]
+    assert "val:anatomy/GM" in per_class and "val:lesion/WMH" in per_class
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[0] == pytest.approx(CFG.learning_rate / 2) and lrs[1] == pytest.approx(CFG.learning_rate)
+    assert lrs[-1] < lrs[1]  # poly decay after the warm-up
+    validated = [r for r in rows if r["val_dice"]]
+    assert validated and all(r["val:anatomy/GM"] for r in validated)
+    assert "validation score" in (tmp_path / "run/train.log").read_text()
+    assert (tmp_path / "run/curves.png").stat().st_size > 0
