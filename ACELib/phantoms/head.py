@@ -51,10 +51,15 @@ def draw_head_shape(rng: np.random.Generator, atrophy_mm: float = 0.0) -> HeadSh
 
 
 def _shell(distance: np.ndarray, inner: np.ndarray, outer: np.ndarray, voxel_mm: float) -> np.ndarray:
-    """Partial-volume fraction of the layer between ``inner`` and ``outer`` mm outside a surface."""
-    def ramp(edge):
-        return np.clip((edge - distance) / voxel_mm + 0.5, 0.0, 1.0)
-    return np.clip(ramp(outer) - ramp(inner), 0.0, 1.0).astype(np.float32)
+    """Partial-volume fraction of the layer between ``inner`` and ``outer`` mm outside a surface.
+
+    ``distance`` is the centre-to-centre distance (mm) of an outside voxel to the nearest inside voxel,
+    so the voxel spans ``[distance - voxel, distance]`` mm from the surface (half a voxel beyond the
+    inside voxels' centres); its fraction is the overlap of that span with the layer.
+    """
+    lo, hi = distance - voxel_mm, distance
+    overlap = np.minimum(hi, outer) - np.maximum(lo, inner)
+    return (np.clip(overlap, 0.0, voxel_mm) / voxel_mm).astype(np.float32)
 
 
 def add_extracerebral_csf(anatomy: Anatomy, rng: np.random.Generator, shape: HeadShape) -> Anatomy:
