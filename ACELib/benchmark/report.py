@@ -133,6 +133,25 @@ def versions() -> dict[str, str]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
+def training_minutes(run) -> str:
+    """``method: mean minutes (min-max) over seeds`` of each training, from its log.csv (members summed)."""
+    parts = []
+    for method in run.methods:
+        minutes = []
+        for seed in run.seeds:
+            logs = list(run.run_dir(method, seed).rglob("log.csv"))
+            total = 0.0
+            for path in logs:
+                with open(path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("elapsed_s")]
+                total += float(rows[-1]["elapsed_s"]) if rows else 0.0
+            if logs:
+                minutes.append(total / 60.0)
+        if minutes:
+            parts.append(f"{method.key} {np.mean(minutes):.1f} ({min(minutes):.1f}-{max(minutes):.1f})")
+    return "; ".join(parts) + " min"
+
+
 def write_report(run, task: Task, by_test: Mapping[str, Results], wall_seconds: float, command: str = "") -> None:
     """Write tables, figures and README into ``run.out``.
 
@@ -176,7 +195,8 @@ def write_report(run, task: Task, by_test: Mapping[str, Results], wall_seconds: 
         f"- augmentation: {json.dumps(cfg['augmentation'])}",
         "- model selection: best validation score (mean over training datasets of the mean Dice of the classes "
         "each annotates) on held-out training cases; no test set is ever used",
-        f"- wall time: {wall_seconds / 60:.1f} min",
+        f"- wall time of this call: {wall_seconds / 60:.1f} min; training time per run (log.csv): "
+        f"{training_minutes(run)}",
         f"- software: {json.dumps(versions())}", "",
     ]
     for i, test in enumerate(tests):

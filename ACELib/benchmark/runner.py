@@ -160,10 +160,12 @@ def _job(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str, 
 def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, seeds: Sequence[int] = (0, 1, 2),
                   methods: Sequence[str] = (), counts: Sequence[int] | None = None, spacing: float | None = None,
                   device: str = "auto", command: str = "", progress_factory=None, jobs: int = 1,
-                  shifted: int = 0, head: float = 0.0) -> Path:
+                  shifted: int = 0, head: float = 0.0, report_only: bool = False) -> Path:
     """Run the whole benchmark (see module docstring) and return the results folder.
 
     Args:
+        report_only: train nothing: write the report from the (method, seed) pairs already evaluated
+            on every test set (a benchmark cut short, or seeds run in stages).
         shifted: cases of the shifted-scanner joint test set to build and evaluate too (0: none).
         head: share of skull-on phantoms (see :func:`ACELib.phantoms.make_scenario`).
         progress_factory: ``progress_factory(description) -> progress callback`` for long steps.
@@ -182,8 +184,17 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     pairs = [(m, s) for m in run.methods for s in run.seeds]
+    if report_only:
+        pairs = [(m, s) for m, s in pairs if all(run.evaluation_csv(m, s, t).exists() for t in test_sets(task))]
+        if not pairs:
+            raise ValueError(f"--report-only: no (method, seed) of {run.methods and [m.key for m in run.methods]} x "
+                             f"{run.seeds} has been evaluated in {str(run.out)!r} yet")
+        run.methods = [m for m in run.methods if any(p[0] is m for p in pairs)]
     results: dict[str, dict[int, dict[str, list[dict]]]] = {m.key: {} for m in run.methods}
-    if jobs == 1:
+    if report_only:
+        for method, seed in pairs:
+            results[method.key][seed] = {t: read_evaluation(run.evaluation_csv(method, seed, t)) for t in test_sets(task)}
+    elif jobs == 1:
         for i, (method, seed) in enumerate(pairs):
             log.info("[%d/%d] %s, seed %d", i + 1, len(pairs), method.title, seed)
             results[method.key][seed] = _job(run, task, method, seed, device, None, bar(f"{method.key} s{seed}"))

@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
                    help="phantom cases per dataset (default: the paper's)")
     p.add_argument("--iterations", type=int, help="override the profile's training steps")
     p.add_argument("--device", default="auto")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing; write the tables and figures from the runs already evaluated")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once in worker processes (CPU threads split)")
 
 
@@ -50,6 +52,7 @@ def run(args) -> int:
     command = "ace " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["benchmark"] else ""
     out = run_benchmark(args.scenario, args.out, profile, seeds=args.seeds, methods=args.methods or (),
                         counts=args.counts, device=args.device, command=command, jobs=args.jobs, shifted=shifted, head=args.head,
+                        report_only=args.report_only,
                         progress_factory=lambda desc: ProgressBar(desc))
     print((out / "table1.md").read_text())
     print(f"results in {out}")

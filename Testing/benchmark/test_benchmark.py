@@ -56,6 +56,16 @@ def test_benchmark_end_to_end_and_resume(tmp_path, monkeypatch):
     assert model.stat().st_mtime_ns == stamp  # resumed (in worker processes): nothing trained again
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["ace"], device="cpu", jobs=0)
+    # a report of what exists, training nothing: seed 1 was never run, naive Dice never trained
+    (out / "table1.md").unlink()
+    run_benchmark("wmh", tmp_path, TINY, seeds=[0, 1], methods=["naive-dice", "ace", "naive-ce"], device="cpu",
+                  report_only=True)
+    table = (out / "table1.md").read_text()
+    assert "| ACE (dataset labels) |" in table and "Naive Dice" not in table
+    assert not (out / "runs/naive-dice").exists() and not (out / "runs/ace/seed1").exists()
+    assert "training time per run" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="no \\(method, seed\\) of \\['naive-dice'\\]"):
+        run_benchmark("wmh", tmp_path, TINY, seeds=[0], methods=["naive-dice"], device="cpu", report_only=True)
 
 
 def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
