@@ -325,6 +325,8 @@ def _resume_member(run: _MemberRun, ckpt: Path, member_dir: Path, ctx: DistConte
     st = run_on_main(ctx, lambda: load_checkpoint(ckpt) if ckpt.exists() else None)
     if st is None:
         return
+    if ctx.is_main and st.torch_rng_state is not None:  # only rank 0 saved (and used to restore) it
+        torch.set_rng_state(st.torch_rng_state)
     run.net.load_state_dict(st.model_state)
     run.optimizer.load_state_dict(st.optimizer_state)
     run.batches.restore(st.sampler_state, st.step)

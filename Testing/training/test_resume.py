@@ -8,7 +8,7 @@ from ACELib.inference import read_model_file
 from ACELib.io import atomic
 from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
-from ACELib.training.checkpoint import load_checkpoint
+from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 
 CFG = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_channels=2, depth=2,
                   validation_interval=2, checkpoint_interval=2, device="cpu")
@@ -64,3 +64,16 @@ def test_crash_while_checkpointing_keeps_the_previous_checkpoint(task, tmp_path,
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".checkpoint")]
     resumed = train(task, tmp_path / "run", CFG, resume=True)
     assert resumed.steps == {"joint": 6}
+
+
+def test_load_checkpoint_leaves_the_global_random_state_alone(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    torch.manual_seed(1)
+    saved = torch.get_rng_state()
+    save_checkpoint(tmp_path / "c.safetensors", net, opt, 0, float("-inf"), 0, {})
+    torch.manual_seed(2)
+    before = torch.get_rng_state()
+    state = load_checkpoint(tmp_path / "c.safetensors")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(state.torch_rng_state, saved)
