@@ -10,13 +10,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.fast import optimize_for_inference, plan_window
-from ACELib.inference.model_file import ModelMetadata, read_model_file, save_model
+from ACELib.inference.model_file import (
+    MemberSpec,
+    ModelMetadata,
+    build_networks,
+    read_model_file,
+    save_model,
+)
 from ACELib.inference.sliding_window import Progress, sliding_window_logits
 from ACELib.io.image import Geometry, resample_like
 from ACELib.labels import JointLabel
-from ACELib.networks import fuse_label_maps
+from ACELib.networks import UNetConfig, fuse_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -178,4 +185,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
     meta, nets = read_model_file(path, expected_sha256)
     log.info("loaded %s model %s (%s) with labels %s", meta.kind, path, ", ".join(meta.modalities),
              [lab.name for lab in meta.labels])
+    return JointModel(meta, nets, device)
+
+
+def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
+                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
+    """A fresh, untrained single joint model (for training, and for tests of the front ends).
+
+    Returns:
+        :class:`JointModel` in eval mode.
+    """
+    labels = tuple(labels)
+    cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
+    meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
+                                                            cfg.to_dict()),),
+                         preprocessing=preprocessing or Preprocessing())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        nets = build_networks(meta)
     return JointModel(meta, nets, device)

@@ -31,7 +31,7 @@ import torch
 from ACELib.data.cache import build_cache
 from ACELib.data.check import check_task
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
-from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
