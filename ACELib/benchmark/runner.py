@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ACELib.benchmark.methods import Method, Profile, get_methods, method_config
+from ACELib.benchmark.testset import test_folders
 from ACELib.inference import cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
@@ -64,15 +65,6 @@ def build_phantoms(run: BenchmarkRun, counts: Sequence[int] | None, spacing: flo
         make_scenario(run.scenario, run.task_path.parent, quick=run.profile.phantoms_quick, counts=counts,
                       spacing=spacing, seed=0, overwrite=run.task_path.parent.exists(), progress=progress)
     return load_task(run.task_path)
-
-
-def test_folders(task: Task) -> tuple[Path, Path]:
-    """Images and labels folder of the task's (single) test dataset."""
-    tests = task.test_datasets
-    if len(tests) != 1:
-        raise ValueError(f"the benchmark needs exactly one dataset with role 'test', got {len(tests)}")
-    root = task.dataset_path(tests[0])
-    return root / "imagesTr", root / "labelsTr"
 
 
 def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str,
