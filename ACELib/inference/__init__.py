@@ -1,7 +1,13 @@
 """Inference: the model file, whole-volume sliding-window prediction, case and folder prediction."""
 
 from ACELib.device import resolve_device
-from ACELib.inference.model import DEFAULT_WINDOW_VOXELS, JointModel, Prediction, create_model, load_model
+from ACELib.inference.model import (
+    DEFAULT_WINDOW_VOXELS,
+    Prediction,
+    SegmentationModel,
+    create_model,
+    load_model,
+)
 from ACELib.inference.model_file import (
     MemberSpec,
     ModelMetadata,
@@ -17,7 +23,7 @@ __all__ = [
     "DEFAULT_WINDOW_VOXELS",
     "Cancelled",
     "CaseInput",
-    "JointModel",
+    "SegmentationModel",
     "MemberSpec",
     "ModelMetadata",
     "Prediction",
