@@ -14,9 +14,9 @@ from ACELib.data.case import LoadedCase, channel_indices, load_case
 from ACELib.data.contract import list_cases, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.labels import DatasetSpec, Task, annotated_mask, candidate_table
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

@@ -20,10 +20,11 @@ from ACELib.inference.model_file import (
     read_model_file,
     save_model,
 )
-from ACELib.inference.sliding_window import Progress, sliding_window_logits
+from ACELib.inference.sliding_window import sliding_window_logits
 from ACELib.io.image import Geometry, resample_like
 from ACELib.labels import JointLabel
 from ACELib.networks import UNetConfig, fuse_label_maps
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
 from ACELib.io.outputs import check_outputs
 from ACELib.metrics.volumes import label_volumes
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _ending_in(folder: Path) -> str:
 
 def predict_folder(model: SegmentationModel, cases: Sequence[CaseInput], out_dir: str | os.PathLike, *,
                    file_ending: str = ".nii.gz", overwrite: bool = False, skip_existing: bool = False,
-                   probabilities: bool = False, progress: Callable[[int, int, str], None] | None = None,
+                   probabilities: bool = False, progress: Progress | None = None,
                    **predict_kwargs) -> list[Path]:
     """Segment every case into ``out_dir/{case}{file_ending}``.
 

@@ -37,6 +37,7 @@ from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
 from ACELib.losses import build_loss
 from ACELib.networks import UNet3D, UNetConfig
+from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
@@ -61,7 +62,6 @@ from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 BEST_MEMBER_FILE = "model_best_member.safetensors"
 """A member's best-so-far model, written at each new best validation score so that a resumed run
 can still return the best weights (its checkpoint holds the latest ones). Same format as the model file."""
