@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ACELib.benchmark.methods import METHODS, PROFILES, method_config
-from ACELib.benchmark.runner import test_folders
+from ACELib.benchmark.testset import test_folders
 from ACELib.inference import cases_in_folder, load_model, predict_case
 from ACELib.io.atomic import atomic_path
 from ACELib.io.image import read_image

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ACELib.benchmark.methods import METHODS
+from ACELib.benchmark.testset import per_case_dice, test_folders
 from ACELib.io.atomic import atomic_path
 from ACELib.io.image import read_image
 from ACELib.labels import Task
@@ -31,8 +32,6 @@ def _save(fig, path) -> None:
 
 def figure3_boxplot(results, labels: Sequence[str], path: str | os.PathLike) -> None:
     """Box plots of per-case Dice (seed-averaged), one panel per class, one box per method (Figure 3)."""
-    from ACELib.benchmark.report import per_case_dice
-
     plt = _plt()
     methods = list(results)
     fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 4.2), sharey=True)
@@ -75,8 +74,6 @@ def lesion_values(task: Task) -> list[int]:
 def figure4_qualitative(run, task: Task, path: str | os.PathLike, seed: int | None = None) -> None:
     """One test case: image, ground truth and every method's segmentation, on the axial slice with the
     most lesion voxels (Figure 4)."""
-    from ACELib.benchmark.runner import test_folders
-
     plt = _plt()
     seed = run.seeds[0] if seed is None else seed
     images, labels = test_folders(task)

@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 import ACELib
+from ACELib.benchmark.figures import figure3_boxplot, figure4_qualitative
 from ACELib.benchmark.methods import METHODS, REFERENCE_METHOD
+from ACELib.benchmark.testset import per_case_dice
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import Task
 from ACELib.metrics import wilcoxon_signed_rank
@@ -28,16 +30,6 @@ Results = Mapping[str, Mapping[int, Sequence[dict]]]  # method -> seed -> evalua
 
 def foreground_labels(task: Task) -> list[str]:
     return [lab.name for lab in task.labels[1:]]
-
-
-def per_case_dice(rows_by_seed: Mapping[int, Sequence[dict]], label: str) -> dict[str, float]:
-    """Dice of each test case for one label, averaged over seeds."""
-    acc: dict[str, list[float]] = {}
-    for rows in rows_by_seed.values():
-        for r in rows:
-            if r["label"] == label:
-                acc.setdefault(r["case"], []).append(float(r["dice"]))
-    return {case: float(np.mean(v)) for case, v in sorted(acc.items())}
 
 
 def table1(results: Results, labels: Sequence[str]) -> list[dict]:
@@ -159,7 +151,6 @@ def write_report(run, task: Task, by_test: Mapping[str, Results], wall_seconds: 
         by_test: test set name -> results; the first is the scenario's own test set (``table1.*``,
             Wilcoxon tests, figures), every other gets ``table1_<name>.*``.
     """
-    from ACELib.benchmark.figures import figure3_boxplot, figure4_qualitative
 
     labels = foreground_labels(task)
     tests = list(by_test)

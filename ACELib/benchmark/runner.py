@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ACELib.benchmark.methods import Method, Profile, get_methods, method_config
+from ACELib.benchmark.testset import MAIN_TEST, test_folders, test_sets
 from ACELib.inference import cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
@@ -33,10 +34,6 @@ from ACELib.training import train
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
-
-
-MAIN_TEST = "test"
-"""The scenario's own joint test set; others (``shifted``) get their own sub-folders."""
 
 
 def _sub(test: str) -> str:
@@ -78,29 +75,6 @@ def build_phantoms(run: BenchmarkRun, counts: Sequence[int] | None, spacing: flo
                       spacing=spacing, seed=0, overwrite=run.task_path.parent.exists(), progress=progress,
                       shifted=run.shifted, head=run.head)
     return load_task(run.task_path)
-
-
-def test_sets(task: Task) -> list[str]:
-    """Names of the task's test datasets, the scenario's own test set first."""
-    names = [d.name for d in task.test_datasets]
-    return sorted(names, key=lambda n: (n != MAIN_TEST, n))
-
-
-def test_folders(task: Task, name: str | None = None) -> tuple[Path, Path]:
-    """Images and labels folder of the test dataset ``name`` (default: the task's only or main one)."""
-    tests = task.test_datasets
-    if name is None:
-        if len(tests) == 1:
-            name = tests[0].name
-        elif any(d.name == MAIN_TEST for d in tests):
-            name = MAIN_TEST
-        else:
-            raise ValueError(f"the task has {len(tests)} test datasets and none is called {MAIN_TEST!r}: name one")
-    chosen = [d for d in tests if d.name == name]
-    if not chosen:
-        raise ValueError(f"the task has no test dataset {name!r}; it has {[d.name for d in tests]}")
-    root = task.dataset_path(chosen[0])
-    return root / "imagesTr", root / "labelsTr"
 
 
 def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ACELib.cli.progress import ProgressBar
+from ACELib.device import DEVICE_CHOICES
 from ACELib.inference import (
     DEFAULT_WINDOW_VOXELS,
     cases_in_folder,
@@ -12,7 +13,6 @@ from ACELib.inference import (
     predict_case,
     predict_folder,
 )
-from ACELib.inference.device import DEVICE_CHOICES
 from ACELib.inference.predict import case_from_paths, case_volumes, dicom_cases
 from ACELib.io.dicom import is_dicom_folder
 from ACELib.io.image import IMAGE_SUFFIXES

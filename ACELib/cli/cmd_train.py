@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ACELib.cli.progress import ProgressBar
 from ACELib.data.augment import AugmentationConfig
-from ACELib.inference.device import DEVICE_CHOICES
+from ACELib.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
 from ACELib.training import TRAIN_PROFILES, TrainConfig, profile_config, train

@@ -18,7 +18,7 @@ joint labels and the dataset's label mapping, and ``max_per_class``. A stale or 
 rebuilt; the new entry is written in a temporary folder and renamed into place, so a crash never
 leaves a half-written entry and concurrent builders (ranks sharing a cache) cannot corrupt one.
 
-Images and targets are bit-identical to :func:`ACELib.data.loading.load_case`. Class voxel lists are
+Images and targets are bit-identical to :func:`ACELib.data.case.load_case`. Class voxel lists are
 identical as long as no class has more than ``max_per_class`` voxels; beyond that, the uniform
 subsample is drawn from a generator seeded by the entry's key (not by the run's seed and loading
 order), so that an entry is reusable by every run.
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ACELib.data.case import LoadedCase, channel_indices, load_case
 from ACELib.data.contract import Case, list_cases, read_dataset_info
-from ACELib.data.loading import LoadedCase
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.io.image import Geometry
 from ACELib.labels import DatasetSpec, Task
@@ -116,9 +116,7 @@ def open_entry(entry: str | os.PathLike) -> CachedCase:
     target = np.load(entry / "target.npy", mmap_mode="r")
     with np.load(entry / "class_voxels.npz") as z:
         class_voxels = {int(k): z[k] for k in sorted(z.files, key=int)}
-    g = meta["geometry"]
-    geometry = Geometry(tuple(g["size"]), tuple(g["spacing"]), tuple(g["origin"]), tuple(g["direction"]))
-    case = CachedCase(meta["case"], meta["dataset"], image, target, geometry, class_voxels,
+    case = CachedCase(meta["case"], meta["dataset"], image, target, Geometry.from_dict(meta["geometry"]), class_voxels,
                       np.asarray(meta["pad_values"], dtype=np.float32))
     case.entry = entry
     return case
@@ -134,8 +132,6 @@ def _read_key(entry: Path) -> str | None:
 def build_entry(task: Task, ds: DatasetSpec, case: Case, modalities: Sequence[str], prep: Preprocessing,
                 entry: str | os.PathLike, key: str, max_per_class: int) -> None:
     """Preprocess one case and write its entry (temporary folder, then rename into place)."""
-    from ACELib.data.loading import channel_indices, load_case
-
     entry = Path(entry)
     entry.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(int(key[:16], 16))
@@ -145,12 +141,10 @@ def build_entry(task: Task, ds: DatasetSpec, case: Case, modalities: Sequence[st
         np.save(tmp / "image.npy", np.ascontiguousarray(loaded.image, dtype=np.float32))
         np.save(tmp / "target.npy", np.ascontiguousarray(loaded.target, dtype=np.uint8))
         np.savez(tmp / "class_voxels.npz", **{str(k): v for k, v in loaded.class_voxels.items()})
-        g = loaded.geometry
         meta = {
             "format_version": CACHE_FORMAT_VERSION, "key": key, "case": case.name, "dataset": ds.name,
             "modalities": list(modalities), "shape": list(loaded.image.shape),
-            "geometry": {"size": list(g.size), "spacing": list(g.spacing), "origin": list(g.origin),
-                         "direction": list(g.direction)},
+            "geometry": loaded.geometry.to_dict(),
             "pad_values": [float(v) for v in loaded.pad_values],
             "classes": sorted(loaded.class_voxels),
             "preprocessing": prep.to_dict(),
@@ -200,17 +194,22 @@ def cached_case(task: Task, ds: DatasetSpec, case: Case, modalities: Sequence[st
     """
     if int(max_per_class) < 1:
         raise ValueError(f"max_per_class must be >= 1, got {max_per_class}")
+    entry, built = _ensure_entry(task, ds, case, tuple(modalities), prep, cache_dir, max_per_class)
+    return open_entry(entry), built
+
+
+def _ensure_entry(task: Task, ds: DatasetSpec, case: Case, modalities: tuple[str, ...], prep: Preprocessing,
+                  cache_dir: str | os.PathLike, max_per_class: int) -> tuple[Path, bool]:
+    """Build the case's entry when it is missing or stale; returns ``(entry folder, built now)``."""
     if case.label_path is None:
         raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
     entry = entry_dir(cache_dir, ds.name, case.name, modalities)
     key = cache_key(task, ds, case, modalities, prep, max_per_class)
-    built = False
-    if _read_key(entry) != key:
-        log.debug("cache: building %s", entry)
-        build_entry(task, ds, case, modalities, prep, entry, key, max_per_class)
-        built = True
-    return open_entry(entry), built
-
+    if _read_key(entry) == key:
+        return entry, False
+    log.debug("cache: building %s", entry)
+    build_entry(task, ds, case, modalities, prep, entry, key, max_per_class)
+    return entry, True
 
 
 def build_cache(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
@@ -237,14 +236,5 @@ def build_cache(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSp
     for ds in (datasets if datasets is not None else task.train_datasets):
         folder = task.dataset_path(ds)
         all_cases += [(ds, c) for c in list_cases(folder, read_dataset_info(folder))]
-    built = 0
-    for ds, case in all_cases[index::count]:
-        mods = tuple(modalities(ds))
-        entry = entry_dir(cache_dir, ds.name, case.name, mods)
-        if case.label_path is None:
-            raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
-        key = cache_key(task, ds, case, mods, prep, max_per_class)
-        if _read_key(entry) != key:
-            build_entry(task, ds, case, mods, prep, entry, key, max_per_class)
-            built += 1
-    return built
+    return sum(_ensure_entry(task, ds, case, tuple(modalities(ds)), prep, cache_dir, max_per_class)[1]
+               for ds, case in all_cases[index::count])

@@ -9,7 +9,7 @@ that a dataset lacks; datasets without cases.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,9 @@ from ACELib.data.contract import DatasetError, list_cases, read_dataset_info
 from ACELib.io.image import Geometry, check_3d, read_sitk
 from ACELib.io.image_checks import check_voxels, constant_value
 from ACELib.labels import DatasetSpec, Task
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 
 
 def _read(path: Path, problems: list[str]) -> tuple[np.ndarray | None, Geometry | None]:

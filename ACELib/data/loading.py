@@ -5,48 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ACELib.data.contract import SYNTH_FOLDER, Case, list_cases, read_dataset_info
+from ACELib.data.cache import cached_case
+from ACELib.data.case import LoadedCase, channel_indices, load_case
+from ACELib.data.contract import list_cases, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.io.image import Geometry, read_image
-from ACELib.labels import DatasetSpec, Task, annotated_mask, candidate_table, to_joint
+from ACELib.labels import DatasetSpec, Task, annotated_mask, candidate_table
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class LoadedCase:
-    """One training case in memory.
-
-    Attributes:
-        image: ``(C, D, H, W)`` float32, normalised, channels in the requested modality order.
-        target: ``(D, H, W)`` uint8 joint label indices.
-        class_voxels: joint index -> flat voxel indices (int64) of that class (subsampled).
-        pad_values: ``(C,)`` float32, each channel's minimum: the value patches are padded with
-            outside the volume (computed from ``image`` when None).
-        synth: ``(D, H, W)`` uint8 generator label map (domain randomisation), or None.
-        synth_counts: ``(K,)`` int64 voxels of each generator class (computed from ``synth``).
-    """
-
-    name: str
-    dataset: str
-    image: np.ndarray
-    target: np.ndarray
-    geometry: Geometry
-    class_voxels: dict[int, np.ndarray] = field(default_factory=dict)
-    pad_values: np.ndarray | None = None
-    synth: np.ndarray | None = None
-    synth_counts: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.pad_values is None:
-            self.pad_values = self.image.reshape(self.image.shape[0], -1).min(axis=1).astype(np.float32)
-        if self.synth is not None and self.synth_counts is None:
-            self.synth_counts = np.bincount(self.synth.reshape(-1), minlength=1).astype(np.int64)
 
 
 @dataclass
@@ -70,64 +40,6 @@ class LoadedDataset:
         return sorted({c for case in self.cases for c in case.class_voxels})
 
 
-def channel_indices(ds: DatasetSpec, modalities: Sequence[str]) -> list[int]:
-    """Positions of ``modalities`` among the dataset's channels (clear error when one is missing)."""
-    missing = [m for m in modalities if m not in ds.modalities]
-    if missing:
-        raise ValueError(
-            f"dataset {ds.name!r} lacks modalities {missing} (it has {list(ds.modalities)})"
-        )
-    return [ds.modalities.index(m) for m in modalities]
-
-
-def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_class: int) -> dict[int, np.ndarray]:
-    """Flat indices of each class's voxels, at most ``max_per_class`` (uniform subsample) per class."""
-    flat = target.reshape(-1)
-    out = {}
-    for c in np.unique(flat):
-        idx = np.flatnonzero(flat == c)
-        if idx.size > max_per_class:
-            idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))
-        out[int(c)] = idx.astype(np.int64)
-    return out
-
-
-def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], prep: Preprocessing,
-              rng: np.random.Generator, max_per_class: int = 200_000) -> LoadedCase:
-    """Read, reorient (``prep.orientation``), resample, normalise and convert one case."""
-    image, label, geom = case.read()
-    if label is None:
-        raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
-    turn = prep.reorientation(geom)
-    image = np.ascontiguousarray(turn.apply(image[list(channels)]))
-    label, geom = np.ascontiguousarray(turn.apply(label)), turn.target
-    image, new_geom = prep.resample(image, geom)
-    label, _ = prep.resample(label.astype(np.int16), geom, is_label=True)
-    target, _ = to_joint(task, ds, label, source=str(case.label_path))
-    target = target.astype(np.uint8)
-    return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
-                      class_voxel_index(target, rng, max_per_class), synth=_read_synth(case, geom, prep))
-
-
-def synth_path(case: Case):
-    """Where the generator label map of ``case`` would be (beside ``labelsTr``), or None."""
-    if case.label_path is None:
-        return None
-    return case.label_path.parent.parent / SYNTH_FOLDER / case.label_path.name
-
-
-def _read_synth(case: Case, geom: Geometry, prep: Preprocessing) -> np.ndarray | None:
-    """The case's generator label map on the training grid, or None when the dataset has none."""
-    path = synth_path(case)
-    if path is None or not path.exists():
-        return None
-    synth, sgeom = read_image(path, dtype=np.int16)
-    if sgeom.differences(geom):
-        raise ValueError(f"generator label map {str(path)!r} is not on its case's grid: {sgeom.differences(geom)}")
-    synth, _ = prep.resample(synth, geom, is_label=True)
-    return synth.astype(np.uint8)
-
-
 def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
                   datasets: Sequence[DatasetSpec] | None = None, seed: int = 0,
                   progress: Progress | None = None, cache_dir: str | os.PathLike | None = None
@@ -140,8 +52,6 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
         cache_dir: keep preprocessed cases in this folder and memory-map them instead of holding
             them in RAM (see :mod:`ACELib.data.cache`); built on first use, reused while valid.
     """
-    if cache_dir is not None:
-        from ACELib.data.cache import cached_case
     datasets = list(datasets if datasets is not None else task.train_datasets)
     rng = np.random.default_rng(seed)
     listed = []
@@ -193,3 +103,6 @@ def split_validation(datasets: Sequence[LoadedDataset], fraction: float, seed: i
         val.append(LoadedDataset(ds.spec, ds.modalities, ds.annotated, ds.candidates,
                                  [c for i, c in enumerate(ds.cases) if i in held]))
     return train, val
+
+
+__all__ = ["LoadedCase", "LoadedDataset", "load_datasets", "split_validation"]

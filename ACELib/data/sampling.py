@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ACELib.data.augment import AugmentationConfig, PatchAugmenter
-from ACELib.data.loading import LoadedCase, LoadedDataset
+from ACELib.data.case import LoadedCase
+from ACELib.data.loading import LoadedDataset
 from ACELib.data.patches import crop
 
 

@@ -1,11 +1,16 @@
 """Inference: the model file, whole-volume sliding-window prediction, case and folder prediction."""
 
-from ACELib.inference.device import resolve_device
-from ACELib.inference.model import DEFAULT_WINDOW_VOXELS, JointModel, Prediction, load_model
+from ACELib.device import resolve_device
+from ACELib.inference.model import (
+    DEFAULT_WINDOW_VOXELS,
+    Prediction,
+    SegmentationModel,
+    create_model,
+    load_model,
+)
 from ACELib.inference.model_file import (
     MemberSpec,
     ModelMetadata,
-    create_model,
     read_model_file,
     resave_with_checksum,
     save_model,
@@ -18,7 +23,7 @@ __all__ = [
     "DEFAULT_WINDOW_VOXELS",
     "Cancelled",
     "CaseInput",
-    "JointModel",
+    "SegmentationModel",
     "MemberSpec",
     "ModelMetadata",
     "Prediction",

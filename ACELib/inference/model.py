@@ -10,13 +10,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.fast import optimize_for_inference, plan_window
-from ACELib.inference.model_file import ModelMetadata, read_model_file, save_model
-from ACELib.inference.sliding_window import Progress, sliding_window_logits
+from ACELib.inference.model_file import (
+    MemberSpec,
+    ModelMetadata,
+    build_networks,
+    read_model_file,
+    save_model,
+)
+from ACELib.inference.sliding_window import sliding_window_logits
 from ACELib.io.image import Geometry, resample_like
 from ACELib.labels import JointLabel
-from ACELib.networks import fuse_label_maps
+from ACELib.networks import UNetConfig, fuse_label_maps
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,7 @@ DEFAULT_WINDOW_VOXELS = 160 ** 3
 
 @dataclass
 class Prediction:
-    """Result of :meth:`JointModel.predict`.
+    """Result of :meth:`SegmentationModel.predict`.
 
     Attributes:
         labels: ``(D, H, W)`` uint8 joint label *values*.
@@ -36,8 +44,9 @@ class Prediction:
     probabilities: np.ndarray | None = None
 
 
-class JointModel:
-    """A model ready for inference (see :func:`load_model`)."""
+class SegmentationModel:
+    """A model ready for inference (see :func:`load_model`): one joint network, or the members of a
+    Multi-UNet (one :class:`MemberSpec` each, label maps fused by :func:`fuse_label_maps`)."""
 
     def __init__(self, metadata: ModelMetadata, networks: Sequence[torch.nn.Module], device: str | torch.device = "auto"):
         self.metadata = metadata
@@ -54,7 +63,7 @@ class JointModel:
     def modalities(self) -> tuple[str, ...]:
         return self.metadata.modalities
 
-    def to(self, device: str | torch.device) -> JointModel:
+    def to(self, device: str | torch.device) -> SegmentationModel:
         self.device = resolve_device(device)
         self.networks = [n.to(self.device) for n in self.networks]
         self._fast = None
@@ -173,9 +182,27 @@ class JointModel:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
-               expected_sha256: str | None = None) -> JointModel:
+               expected_sha256: str | None = None) -> SegmentationModel:
     """Load a model file (never unpickles); verify its SHA-256 first when ``expected_sha256`` is given."""
     meta, nets = read_model_file(path, expected_sha256)
     log.info("loaded %s model %s (%s) with labels %s", meta.kind, path, ", ".join(meta.modalities),
              [lab.name for lab in meta.labels])
-    return JointModel(meta, nets, device)
+    return SegmentationModel(meta, nets, device)
+
+
+def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
+                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
+    """A fresh, untrained single joint model (for training, and for tests of the front ends).
+
+    Returns:
+        :class:`SegmentationModel` in eval mode.
+    """
+    labels = tuple(labels)
+    cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
+    meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
+                                                            cfg.to_dict()),),
+                         preprocessing=preprocessing or Preprocessing())
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        nets = build_networks(meta)
+    return SegmentationModel(meta, nets, device)

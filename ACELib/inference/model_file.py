@@ -222,23 +222,3 @@ def resave_with_checksum(path: str | os.PathLike) -> bool:
     tensors, metadata = load_safetensors(path)
     save_safetensors(path, tensors, metadata)
     return True
-
-
-def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
-                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
-    """A fresh, untrained single joint model (for training, and for tests of the front ends).
-
-    Returns:
-        :class:`ACELib.inference.model.JointModel` in eval mode.
-    """
-    from ACELib.inference.model import JointModel
-
-    labels = tuple(labels)
-    cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
-    meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
-                                                            cfg.to_dict()),),
-                         preprocessing=preprocessing or Preprocessing())
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        nets = build_networks(meta)
-    return JointModel(meta, nets, device)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
-from ACELib.inference.model import JointModel
+from ACELib.inference.model import SegmentationModel
 from ACELib.io.dicom import choose_series, dicom_series, is_dicom_folder, read_inputs, read_volume
 from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
 from ACELib.io.outputs import check_outputs
 from ACELib.metrics.volumes import label_volumes
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class CaseInput:
         return self.series[self.modalities.index(modality)] if self.series else None
 
 
-def select_channels(case: CaseInput, model: JointModel) -> list[Path]:
+def select_channels(case: CaseInput, model: SegmentationModel) -> list[Path]:
     """The files of ``case`` in the model's modality order (clear error naming what is missing)."""
     if len(case.image_paths) != len(case.modalities):
         raise ValueError(f"case {case.name!r}: {len(case.image_paths)} files for modalities {list(case.modalities)}")
@@ -52,20 +53,20 @@ def select_channels(case: CaseInput, model: JointModel) -> list[Path]:
     return [case.image_paths[case.modalities.index(m)] for m in model.modalities]
 
 
-def probability_paths(output: Path, model: JointModel) -> list[Path]:
+def probability_paths(output: Path, model: SegmentationModel) -> list[Path]:
     suffix = image_suffix(output)
     stem = output.name[: -len(suffix)]
     return [output.with_name(f"{stem}_prob_{lab.name}{suffix}") for lab in model.labels]
 
 
-def predict_case(model: JointModel, case: CaseInput, output: str | os.PathLike, *, overwrite: bool = False,
+def predict_case(model: SegmentationModel, case: CaseInput, output: str | os.PathLike, *, overwrite: bool = False,
                  probabilities: bool = False, progress=None, cancel=None, **predict_kwargs) -> Path:
     """Segment one case and write the joint label map with exactly the input's geometry.
 
     Args:
         output: label map path (``.nii.gz``, ``.nrrd``, ``.mha``...).
         probabilities: also write ``{stem}_prob_{label}{suffix}`` per joint label.
-        predict_kwargs: passed to :meth:`JointModel.predict` (window, overlap, batch_size, amp).
+        predict_kwargs: passed to :meth:`SegmentationModel.predict` (window, overlap, batch_size, amp).
 
     Raises:
         FileExistsError: ``output`` exists and ``overwrite`` is False.
@@ -127,9 +128,9 @@ def _ending_in(folder: Path) -> str:
     raise ValueError(f"{str(folder)!r} holds no image files")
 
 
-def predict_folder(model: JointModel, cases: Sequence[CaseInput], out_dir: str | os.PathLike, *,
+def predict_folder(model: SegmentationModel, cases: Sequence[CaseInput], out_dir: str | os.PathLike, *,
                    file_ending: str = ".nii.gz", overwrite: bool = False, skip_existing: bool = False,
-                   probabilities: bool = False, progress: Callable[[int, int, str], None] | None = None,
+                   probabilities: bool = False, progress: Progress | None = None,
                    **predict_kwargs) -> list[Path]:
     """Segment every case into ``out_dir/{case}{file_ending}``.
 
@@ -220,7 +221,7 @@ def dicom_cases(folder: str | os.PathLike, modalities: Sequence[str],
     return cases
 
 
-def case_volumes(model: JointModel, case: CaseInput, output: str | os.PathLike,
+def case_volumes(model: SegmentationModel, case: CaseInput, output: str | os.PathLike,
                  qc_png: str | os.PathLike | None = None) -> list[dict]:
     """Volume rows (:func:`ACELib.metrics.volumes.label_volumes`) of a written segmentation, and its QC
     picture (:func:`ACELib.inference.qc.write_qc_png`, over the model's first modality) when asked."""

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import torch
 
-Progress = Callable[[int, int, str], None]
+from ACELib.progress import Progress
 
 
 class Cancelled(RuntimeError):

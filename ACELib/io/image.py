@@ -162,7 +162,7 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, G
 
 
 def check_3d(img: sitk.Image, path) -> None:
-    """Raise ``ValueError`` unless ``img`` is a 3D scalar image (a trailing size-1 4th axis is 3D)."""
+    """Raise ``ValueError`` unless ``img`` is a 3D scalar image (any 4D image is refused, even one of a single volume)."""
     dim = img.GetDimension()
     size = img.GetSize()
     if dim != 3:

@@ -7,7 +7,7 @@ sets, the naive cross entropy and soft Dice baselines, marginal Dice, and ``buil
 from ACELib.losses.ace import LABEL_SETS, ace_candidates, adaptive_cross_entropy
 from ACELib.losses.ce import cross_entropy
 from ACELib.losses.dice import marginal_dice_loss, soft_dice_loss
-from ACELib.losses.marginal import candidate_set_nll, marginal_cross_entropy, masked_logsumexp
+from ACELib.losses.marginal import marginal_cross_entropy, masked_logsumexp
 from ACELib.losses.registry import LOSSES, SegmentationLoss, build_loss
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "ace_candidates",
     "adaptive_cross_entropy",
     "build_loss",
-    "candidate_set_nll",
     "cross_entropy",
     "marginal_cross_entropy",
     "marginal_dice_loss",

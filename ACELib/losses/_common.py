@@ -98,11 +98,6 @@ def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> tor
     return counts
 
 
-def labels_present(target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(B, C)`` bool: which joint labels occur in each sample of ``target`` ``(B, *spatial)``."""
-    return label_counts(target, num_classes) > 0
-
-
 def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(B, C)`` float32 voxel count of each joint label in each sample of ``target`` ``(B, *spatial)``.
 

@@ -26,26 +26,7 @@ from ACELib.losses._common import (
 )
 from ACELib.losses._set_nll import masked_logsumexp, set_nll
 
-__all__ = ["candidate_set_nll", "marginal_cross_entropy", "masked_logsumexp"]
-
-
-def candidate_set_nll(logits: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Per-voxel ``-log P(candidate set)``: the shared kernel of marginal CE and ACE.
-
-    Inputs are assumed checked. ``logsumexp(z) - logsumexp(z_S)`` computed by a custom autograd
-    function (:mod:`ACELib.losses._set_nll`): one softmax, no ``(B, C, N)`` mask, the gradient
-    ``softmax(z) - softmax(z_S)`` written directly, voxels with an improbable set redone in log
-    space. Every set holds its target, so no set is empty.
-
-    Args:
-        logits: ``(B, C, *spatial)`` float32 raw scores.
-        target: ``(B, *spatial)`` int64 joint indices in ``[0, C)``.
-        candidates: ``(B, C, C)`` bool, row ``t`` of sample ``b`` = candidate set of target ``t``.
-
-    Returns:
-        ``(B, *spatial)`` float32, the loss of each voxel.
-    """
-    return set_nll(logits, target, candidates)
+__all__ = ["marginal_cross_entropy", "masked_logsumexp"]
 
 
 def marginal_cross_entropy(
@@ -79,5 +60,5 @@ def marginal_cross_entropy(
     check_reduction(reduction)
     weight = check_weight(weight, logits)
     with float32_region(logits):
-        loss = candidate_set_nll(logits.float(), target, candidates)
+        loss = set_nll(logits.float(), target, candidates)  # -log P(candidate set) per voxel
         return reduce_voxel_loss(loss, target, reduction, weight)

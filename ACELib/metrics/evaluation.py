@@ -15,7 +15,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from ACELib.metrics.masks import (
     mask_counts,
     voxel_volume_ml,
 )
+from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _cases(folder: Path, file_ending: str) -> dict[str, Path]:
 
 def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, labels: Sequence,
                      file_ending: str = ".nii.gz",
-                     progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
+                     progress: Progress | None = None) -> list[dict]:
     """Evaluate every reference case of ``gt_dir`` against the file of the same name in ``pred_dir``.
 
     Args:

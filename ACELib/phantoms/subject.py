@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ACELib.io.image import Geometry
-from ACELib.phantoms.anatomy import GM, WM, mass_effect, random_deformation, source_points, warp_anatomy
+from ACELib.phantoms.anatomy import (
+    GM,
+    WM,
+    Anatomy,
+    mass_effect,
+    random_deformation,
+    source_points,
+    warp_anatomy,
+)
 from ACELib.phantoms.fields import sample_nearest, smooth_noise
 from ACELib.phantoms.head import add_extracerebral_csf, draw_head_shape, head_fractions
 from ACELib.phantoms.lesions import edema_mask, pick_tumour_centre, tumour_core, wmh_mask
@@ -86,22 +94,9 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
     Raises:
         ValueError: unknown ``lesion`` kind or modality, or a negative size.
     """
-    if lesion not in LESION_KINDS:
-        raise ValueError(f"lesion must be one of {list(LESION_KINDS)}, got {lesion!r}")
-    unknown = [m for m in modalities if m not in scanner.contrast]
-    if unknown or not modalities:
-        raise ValueError(f"modalities must be a non-empty subset of {list(scanner.contrast)}, got {list(modalities)}")
-    if deformation < 0:
-        raise ValueError(f"deformation must be >= 0, got {deformation}")
+    _check_arguments(scanner, modalities, lesion, deformation)
     info: dict[str, float] = {}
-    if lesion == "wmh":
-        load = float(np.exp(rng.uniform(np.log(0.5), np.log(50.0)))) if wmh_load_ml is None else wmh_load_ml
-        if load < 0:
-            raise ValueError(f"wmh_load_ml must be >= 0, got {load}")
-        if ventricle_enlargement_mm is None:
-            ventricle_enlargement_mm = float(rng.uniform(0.4, 0.9) * np.log1p(load) + rng.uniform(0.0, 1.0))
-    if ventricle_enlargement_mm is None:
-        ventricle_enlargement_mm = float(rng.uniform(0.0, 2.0))
+    load, ventricle_enlargement_mm = _draw_wmh_load_and_ventricles(rng, lesion, wmh_load_ml, ventricle_enlargement_mm)
     info["ventricle_enlargement_mm"] = ventricle_enlargement_mm
 
     deform = random_deformation(
@@ -111,43 +106,19 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
     points = source_points(template, deform)
     geom = template.geometry
     lesion_map = np.zeros(geom.shape, dtype=np.uint8)
-    extra = np.zeros((len(CLASSES) - 4, *geom.shape), dtype=np.float32)  # WMH, edema, tumor, necrosis
+    extra = np.zeros((len(CLASSES) - 4, *geom.shape), dtype=np.float32)  # WMH, edema, tumor, necrosis, head
 
     if lesion == "tumor":
-        radius = float(rng.uniform(8.0, 20.0)) if tumour_radius_mm is None else tumour_radius_mm
-        if radius <= 0:
-            raise ValueError(f"tumour_radius_mm must be > 0, got {radius}")
-        healthy = sample_nearest(template.tissue_labels(), geom, points)
-        z, y, x = pick_tumour_centre(rng, healthy, geom, radius)
-        centre = np.asarray(geom.origin) + np.asarray(geom.spacing) * np.array([x, y, z], dtype=np.float64)
-        # the mass effect pushes the template points read around the centre's template point
-        points = mass_effect(points, points[:, z, y, x], radius, strength=float(rng.uniform(0.3, 0.6)))
+        points, centre, radius = _place_tumour(rng, template, points, tumour_radius_mm)
     anatomy = warp_anatomy(template, points)
     shape = draw_head_shape(rng, ventricle_enlargement_mm)
     anatomy = add_extracerebral_csf(anatomy, rng, shape)
     info.update({f"head_{k}": v for k, v in shape.to_dict().items()})
+    fr = anatomy.fractions.copy()
     if lesion == "tumor":
-        necrotic = float(rng.uniform(0.3, 0.6)) if rng.random() < 0.6 else 0.0
-        core, necrosis = tumour_core(rng, anatomy, centre, radius, necrosis_fraction=necrotic)
-        edema = edema_mask(rng, anatomy, core, extent_mm=float(rng.uniform(0.5, 2.0) * radius))
-        fr = anatomy.fractions.copy()
-        extra[1] = edema * (fr[GM] + fr[WM])
-        fr[GM:] *= ~edema
-        extra[2] = core & ~necrosis
-        extra[3] = necrosis
-        fr *= ~core
-        lesion_map[edema] = LESION_VALUES["tumor"]["edema"]
-        lesion_map[core] = LESION_VALUES["tumor"]["tumor"]
-        info.update(tumour_radius_mm=radius, tumor_ml=float(core.sum()) * anatomy.voxel_ml,
-                    edema_ml=float(edema.sum()) * anatomy.voxel_ml)
-    else:
-        fr = anatomy.fractions.copy()
+        _paint_tumour(rng, anatomy, centre, radius, fr, extra, lesion_map, info)
     if lesion == "wmh":
-        wmh = wmh_mask(rng, anatomy, load)
-        extra[0] = wmh * fr[WM]
-        fr[WM] *= ~wmh
-        lesion_map[wmh] = LESION_VALUES["wmh"]["WMH"]
-        info.update(wmh_target_ml=load, wmh_ml=float(wmh.sum()) * anatomy.voxel_ml)
+        _paint_wmh(rng, anatomy, load, fr, extra, lesion_map, info)
     info["ventricles_ml"] = float(anatomy.ventricles.sum()) * anatomy.voxel_ml
 
     if head:
@@ -159,3 +130,74 @@ def make_subject(template: Template, rng: np.random.Generator, scanner: Scanner,
     images = {m: synthesize(fractions, geom, scanner, m, rng, texture) for m in modalities}
     synth = np.argmax(fractions, axis=0).astype(np.uint8)
     return Subject(images=images, tissue=anatomy.tissue, lesion=lesion_map, geometry=geom, info=info, synth=synth)
+
+
+def _check_arguments(scanner: Scanner, modalities: Sequence[str], lesion: str, deformation: float) -> None:
+    if lesion not in LESION_KINDS:
+        raise ValueError(f"lesion must be one of {list(LESION_KINDS)}, got {lesion!r}")
+    unknown = [m for m in modalities if m not in scanner.contrast]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {list(scanner.contrast)}, got {list(modalities)}")
+    if deformation < 0:
+        raise ValueError(f"deformation must be >= 0, got {deformation}")
+
+
+def _draw_wmh_load_and_ventricles(rng: np.random.Generator, lesion: str, wmh_load_ml: float | None,
+                                  ventricle_enlargement_mm: float | None) -> tuple[float | None, float]:
+    """The WMH load in ml (None without WMH) and the ventricles' widening, which grows with the load."""
+    load = None
+    if lesion == "wmh":
+        load = float(np.exp(rng.uniform(np.log(0.5), np.log(50.0)))) if wmh_load_ml is None else wmh_load_ml
+        if load < 0:
+            raise ValueError(f"wmh_load_ml must be >= 0, got {load}")
+        if ventricle_enlargement_mm is None:
+            ventricle_enlargement_mm = float(rng.uniform(0.4, 0.9) * np.log1p(load) + rng.uniform(0.0, 1.0))
+    if ventricle_enlargement_mm is None:
+        ventricle_enlargement_mm = float(rng.uniform(0.0, 2.0))
+    return load, ventricle_enlargement_mm
+
+
+def _place_tumour(rng: np.random.Generator, template: Template, points: np.ndarray, tumour_radius_mm: float | None
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Draw the tumour's radius and centre and push the anatomy aside (mass effect).
+
+    Returns:
+        ``(points, centre, radius)``: the displaced template points, the centre in LPS mm, the radius in mm.
+    """
+    geom = template.geometry
+    radius = float(rng.uniform(8.0, 20.0)) if tumour_radius_mm is None else tumour_radius_mm
+    if radius <= 0:
+        raise ValueError(f"tumour_radius_mm must be > 0, got {radius}")
+    healthy = sample_nearest(template.tissue_labels(), geom, points)
+    z, y, x = pick_tumour_centre(rng, healthy, geom, radius)
+    centre = np.asarray(geom.origin) + np.asarray(geom.spacing) * np.array([x, y, z], dtype=np.float64)
+    # the mass effect pushes the template points read around the centre's template point
+    points = mass_effect(points, points[:, z, y, x], radius, strength=float(rng.uniform(0.3, 0.6)))
+    return points, centre, radius
+
+
+def _paint_tumour(rng: np.random.Generator, anatomy: Anatomy, centre: np.ndarray, radius: float, fr: np.ndarray,
+                  extra: np.ndarray, lesion_map: np.ndarray, info: dict) -> None:
+    """Grow core, necrosis and edema; move their share out of the tissue fractions ``fr`` (in place)."""
+    necrotic = float(rng.uniform(0.3, 0.6)) if rng.random() < 0.6 else 0.0
+    core, necrosis = tumour_core(rng, anatomy, centre, radius, necrosis_fraction=necrotic)
+    edema = edema_mask(rng, anatomy, core, extent_mm=float(rng.uniform(0.5, 2.0) * radius))
+    extra[1] = edema * (fr[GM] + fr[WM])
+    fr[GM:] *= ~edema
+    extra[2] = core & ~necrosis
+    extra[3] = necrosis
+    fr *= ~core
+    lesion_map[edema] = LESION_VALUES["tumor"]["edema"]
+    lesion_map[core] = LESION_VALUES["tumor"]["tumor"]
+    info.update(tumour_radius_mm=radius, tumor_ml=float(core.sum()) * anatomy.voxel_ml,
+                edema_ml=float(edema.sum()) * anatomy.voxel_ml)
+
+
+def _paint_wmh(rng: np.random.Generator, anatomy: Anatomy, load: float, fr: np.ndarray, extra: np.ndarray,
+               lesion_map: np.ndarray, info: dict) -> None:
+    """Draw WMH of about ``load`` ml in the white matter; move their share out of ``fr`` (in place)."""
+    wmh = wmh_mask(rng, anatomy, load)
+    extra[0] = wmh * fr[WM]
+    fr[WM] *= ~wmh
+    lesion_map[wmh] = LESION_VALUES["wmh"]["WMH"]
+    info.update(wmh_target_ml=load, wmh_ml=float(wmh.sum()) * anatomy.voxel_ml)

@@ -26,6 +26,9 @@ class TrainingState:
     sampler_state: dict
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict
+    torch_rng_state: torch.Tensor | None = None
+    """The global torch random state at the save (None in older checkpoints). Loading does not
+    apply it: the caller restores it with ``torch.set_rng_state`` where it wants to."""
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -48,6 +51,11 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
 
 
 def load_checkpoint(path: str | os.PathLike) -> TrainingState:
+    """Read a checkpoint written by :func:`save_checkpoint`; no global state is changed.
+
+    Raises:
+        ValueError: the file lacks a checkpoint's metadata.
+    """
     path = Path(path)
     tensors, meta = load_safetensors(path)
     try:
@@ -63,10 +71,8 @@ def load_checkpoint(path: str | os.PathLike) -> TrainingState:
         if k.startswith("optim/"):
             _, idx, key = k.split("/", 2)
             state.setdefault(int(idx), {})[key] = v
-    if "rng/torch" in tensors:
-        torch.set_rng_state(tensors["rng/torch"])
     for g in groups:  # JSON turned tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     return TrainingState(step, best_score, best_step, sampler_state, model_state,
-                         {"state": state, "param_groups": groups})
+                         {"state": state, "param_groups": groups}, tensors.get("rng/torch"))

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from ACELib.data.sampling import BalancedSampler, Batch, SamplerStream, stream_seed
+from ACELib.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,6 @@ def distributed_session(device: str = "auto", timeout_s: float = TIMEOUT_S) -> I
     Raises:
         ValueError: distributed training asked on Apple MPS (neither backend supports it).
     """
-    from ACELib.inference.device import resolve_device
-
     env = env_context()
     if env.world_size == 1 or (dist.is_available() and dist.is_initialized()):
         yield current_context()

@@ -31,12 +31,13 @@ import torch
 from ACELib.data.cache import build_cache
 from ACELib.data.check import check_task
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
-from ACELib.inference.device import autocast_dtype, resolve_device
+from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
 from ACELib.losses import build_loss
 from ACELib.networks import UNet3D, UNetConfig
+from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
@@ -61,7 +62,6 @@ from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 BEST_MEMBER_FILE = "model_best_member.safetensors"
 """A member's best-so-far model, written at each new best validation score so that a resumed run
 can still return the best weights (its checkpoint holds the latest ones). Same format as the model file."""
@@ -325,6 +325,8 @@ def _resume_member(run: _MemberRun, ckpt: Path, member_dir: Path, ctx: DistConte
     st = run_on_main(ctx, lambda: load_checkpoint(ckpt) if ckpt.exists() else None)
     if st is None:
         return
+    if ctx.is_main and st.torch_rng_state is not None:  # only rank 0 saved (and used to restore) it
+        torch.set_rng_state(st.torch_rng_state)
     run.net.load_state_dict(st.model_state)
     run.optimizer.load_state_dict(st.optimizer_state)
     run.batches.restore(st.sampler_state, st.step)

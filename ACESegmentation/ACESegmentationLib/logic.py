@@ -27,6 +27,7 @@ import slicer
 from ACELib.data.contract import Case, list_cases, read_dataset_info
 from ACELib.io.image import Geometry
 from ACELib.labels import JointLabel
+from ACELib.progress import Progress
 from ACESegmentationLib import export, mrml_io, segmentation, training_process, volumes
 
 try:
@@ -40,7 +41,6 @@ except ImportError:  # the slicer-core wheel has no scripted-module base classes
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 
 #: modality name (upper case) -> words that identify it in a volume name.
 MODALITY_HINTS = {

@@ -9,7 +9,7 @@ from ACELib.inference import read_model_file
 from ACELib.io import atomic
 from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
-from ACELib.training.checkpoint import load_checkpoint
+from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 
 # every spatial and most intensity transforms on, and a schedule: a resume must replay them exactly
 CFG = TrainConfig(loss="ace", iterations=6, batch_size=2, patch_size=8, base_channels=2, depth=2,
@@ -87,3 +87,16 @@ def test_log_has_learning_rate_and_per_class_validation_columns(task, tmp_path):
     assert validated and all(r["val:anatomy/GM"] for r in validated)
     assert "validation score" in (tmp_path / "run/train.log").read_text()
     assert (tmp_path / "run/curves.png").stat().st_size > 0
+
+
+def test_load_checkpoint_leaves_the_global_random_state_alone(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    torch.manual_seed(1)
+    saved = torch.get_rng_state()
+    save_checkpoint(tmp_path / "c.safetensors", net, opt, 0, float("-inf"), 0, {})
+    torch.manual_seed(2)
+    before = torch.get_rng_state()
+    state = load_checkpoint(tmp_path / "c.safetensors")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(state.torch_rng_state, saved)

@@ -1,0 +1,106 @@
+"""One training case in memory: read, reorient, resample, normalise, convert to joint labels.
+
+:func:`load_case` is the one loading pass: :mod:`ACELib.data.loading` holds its results in RAM and
+:mod:`ACELib.data.cache` writes them to disk for memory-mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ACELib.data.contract import SYNTH_FOLDER, Case
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.io.image import Geometry, read_image
+from ACELib.labels import DatasetSpec, Task, to_joint
+
+
+@dataclass
+class LoadedCase:
+    """One training case in memory.
+
+    Attributes:
+        image: ``(C, D, H, W)`` float32, normalised, channels in the requested modality order.
+        target: ``(D, H, W)`` uint8 joint label indices.
+        class_voxels: joint index -> flat voxel indices (int64) of that class (subsampled).
+        pad_values: ``(C,)`` float32, each channel's minimum: the value patches are padded with
+            outside the volume (computed from ``image`` when None).
+        synth: ``(D, H, W)`` uint8 generator label map (domain randomisation), or None.
+        synth_counts: ``(K,)`` int64 voxels of each generator class (computed from ``synth``).
+    """
+
+    name: str
+    dataset: str
+    image: np.ndarray
+    target: np.ndarray
+    geometry: Geometry
+    class_voxels: dict[int, np.ndarray] = field(default_factory=dict)
+    pad_values: np.ndarray | None = None
+    synth: np.ndarray | None = None
+    synth_counts: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.pad_values is None:
+            self.pad_values = self.image.reshape(self.image.shape[0], -1).min(axis=1).astype(np.float32)
+        if self.synth is not None and self.synth_counts is None:
+            self.synth_counts = np.bincount(self.synth.reshape(-1), minlength=1).astype(np.int64)
+
+
+def channel_indices(ds: DatasetSpec, modalities: Sequence[str]) -> list[int]:
+    """Positions of ``modalities`` among the dataset's channels (clear error when one is missing)."""
+    missing = [m for m in modalities if m not in ds.modalities]
+    if missing:
+        raise ValueError(
+            f"dataset {ds.name!r} lacks modalities {missing} (it has {list(ds.modalities)})"
+        )
+    return [ds.modalities.index(m) for m in modalities]
+
+
+def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_class: int) -> dict[int, np.ndarray]:
+    """Flat indices of each class's voxels, at most ``max_per_class`` (uniform subsample) per class."""
+    flat = target.reshape(-1)
+    out = {}
+    for c in np.unique(flat):
+        idx = np.flatnonzero(flat == c)
+        if idx.size > max_per_class:
+            idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))
+        out[int(c)] = idx.astype(np.int64)
+    return out
+
+
+def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], prep: Preprocessing,
+              rng: np.random.Generator, max_per_class: int = 200_000) -> LoadedCase:
+    """Read, reorient (``prep.orientation``), resample, normalise and convert one case."""
+    image, label, geom = case.read()
+    if label is None:
+        raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
+    turn = prep.reorientation(geom)
+    image = np.ascontiguousarray(turn.apply(image[list(channels)]))
+    label, geom = np.ascontiguousarray(turn.apply(label)), turn.target
+    image, new_geom = prep.resample(image, geom)
+    label, _ = prep.resample(label.astype(np.int16), geom, is_label=True)
+    target, _ = to_joint(task, ds, label, source=str(case.label_path))
+    target = target.astype(np.uint8)
+    return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
+                      class_voxel_index(target, rng, max_per_class), synth=_read_synth(case, geom, prep))
+
+
+def synth_path(case: Case):
+    """Where the generator label map of ``case`` would be (beside ``labelsTr``), or None."""
+    if case.label_path is None:
+        return None
+    return case.label_path.parent.parent / SYNTH_FOLDER / case.label_path.name
+
+
+def _read_synth(case: Case, geom: Geometry, prep: Preprocessing) -> np.ndarray | None:
+    """The case's generator label map on the training grid, or None when the dataset has none."""
+    path = synth_path(case)
+    if path is None or not path.exists():
+        return None
+    synth, sgeom = read_image(path, dtype=np.int16)
+    if sgeom.differences(geom):
+        raise ValueError(f"generator label map {str(path)!r} is not on its case's grid: {sgeom.differences(geom)}")
+    synth, _ = prep.resample(synth, geom, is_label=True)
+    return synth.astype(np.uint8)
