@@ -1,6 +1,9 @@
-"""Networks: the paper's 3D U-Net (Appendix A) and the Multi-UNet baseline with its fusion rule."""
+"""Networks: the paper's 3D U-Net (Appendix A), the Multi-UNet baseline with its fusion rule, and the
+hetero-modal U-Net (any subset of its modalities)."""
 
+from ACELib.networks.hetero import HeteroUNet3D, build_network, fuse_modalities, network_description
 from ACELib.networks.multi_unet import MultiUNet, fuse_label_maps
 from ACELib.networks.unet import ConvBlock, UNet3D, UNetConfig, count_parameters
 
-__all__ = ["ConvBlock", "MultiUNet", "UNet3D", "UNetConfig", "count_parameters", "fuse_label_maps"]
+__all__ = ["ConvBlock", "HeteroUNet3D", "MultiUNet", "UNet3D", "UNetConfig", "build_network", "count_parameters",
+           "fuse_label_maps", "fuse_modalities", "network_description"]
