@@ -300,8 +300,12 @@ def resave_with_checksum(path: str | os.PathLike) -> bool:
 
 
 def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
-                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
+                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu",
+                 hetero: bool = False):
     """A fresh, untrained single joint model (for training, and for tests of the front ends).
+
+    Args:
+        hetero: a hetero-modal network that takes any non-empty subset of ``modalities``.
 
     Returns:
         :class:`ACELib.inference.model.JointModel` in eval mode.
@@ -310,9 +314,11 @@ def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_c
 
     labels = tuple(labels)
     cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
+    network = {**cfg.to_dict(), "kind": "hetero"} if hetero else cfg.to_dict()
     meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
-                                                            cfg.to_dict()),),
-                         preprocessing=preprocessing or Preprocessing())
+                                                            network),),
+                         preprocessing=preprocessing or Preprocessing(),
+                         modality_subsets=ANY_SUBSET if hetero else ALL_MODALITIES)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         nets = build_networks(meta)
