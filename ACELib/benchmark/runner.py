@@ -7,6 +7,8 @@ Results folder::
     runs/<method>/seed<k>/        training runs (model selection on validation cases only)
     predictions/<method>/seed<k>/ test-set segmentations
     evaluation/<method>_seed<k>.csv  per case and label Dice, HD95, AVD
+    predictions/<method>@T1/..., evaluation/<method>@T1_seed<k>.csv   test conditions with fewer
+                                  modalities (``Method.conditions``, :mod:`ACELib.benchmark.conditions`)
     table1.md, table1.csv, wilcoxon.csv, figure3_boxplot.png, figure4_qualitative.png, README.md
 
 Interrupted runs resume: finished trainings, predictions and evaluations are kept; a training that
@@ -159,5 +161,8 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
             for i, ((key, seed), fut) in enumerate(futures.items()):
                 results[key][seed] = fut.result()
                 log.info("[%d/%d] %s, seed %d: done", i + 1, len(pairs), key, seed)
+    from ACELib.benchmark.conditions import condition_results
+
+    results.update(condition_results(run, task, device))  # e.g. the hetero-modal model with T1 alone
     write_report(run, task, results, wall_seconds=time.time() - started, command=command)
     return run.out
