@@ -17,10 +17,11 @@ zero-filled into it), so the fused features, and the output, do not depend on th
 the modalities are stacked, nor on what an absent channel holds. Each stem's batch norm sees only
 the samples that have its modality.
 
-Cost: the stems and the fusion add ``M * 27 * base + 2 base * base`` multiply-adds per voxel to the
-body, and the body's first convolution (``27 * base * base``) is dropped in exchange; for the paper's
-width (32) and four modalities that is about 1.02x a single-input :class:`UNet3D`, for the quick
-profile's (8, depth 3) about 1.05x (see ``benchmarks/hetero_cost.py``).
+Cost: against the single-input :class:`UNet3D` of the same width (whose first convolution costs
+``27 base`` multiply-adds per voxel), the ``M`` stems and the fusion add ``(M - 1) 27 base + 2 base^2``
+multiply-adds per voxel; the rest is the same network. For the paper's
+width (32) and four modalities that is 1.03x the FLOPs of a single-input :class:`UNet3D`, for the quick
+profile's (8, depth 3) 1.08x (measured with PyTorch's FLOP counter, ``benchmarks/hetero_cost.py``).
 """
 
 from __future__ import annotations

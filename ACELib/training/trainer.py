@@ -36,7 +36,7 @@ from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_fi
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
 from ACELib.losses import build_loss
-from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig, network_description
+from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from ACELib.inference.fast import fold_batchnorm
-from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig, build_network, fuse_modalities, network_description
+from ACELib.networks import (
+    HeteroUNet3D,
+    UNet3D,
+    UNetConfig,
+    build_network,
+    fuse_modalities,
+    network_description,
+)
 
 M = 3
 CFG = UNetConfig(in_channels=M, num_classes=4, base_channels=4, depth=2)
