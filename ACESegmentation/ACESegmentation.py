@@ -295,7 +295,11 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         busy = self.segmentation.busy
         inputs = self.inputVolumes()
         ready = bool(inputs) and all(v is not None for v in inputs)
-        self.ui.applyButton.enabled = ready and not busy
+        info = self.currentModelInfo()
+        # a hetero-modal model segments with some input slots left empty (the Logic checks the subset)
+        canSegment = ready or (info is not None and info.get("modality_subsets", "all") != "all"
+                               and any(v is not None for v in inputs))
+        self.ui.applyButton.enabled = canSegment and not busy
         self.ui.cancelButton.enabled = busy
         self.ui.addToTrainingSetButton.enabled = (ready and self._parameterNode.outputSegmentation is not None
                                                   and _isSet(self._parameterNode.datasetFolder))

@@ -50,17 +50,22 @@ def subject(shape=(20, 24, 22), seed=0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_tiny_task(root, n_anatomy=3, n_lesion=3, n_test=2, shape=(20, 24, 22), seed=0,
-                   direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)) -> Path:
-    """Write anatomy/lesion/test datasets and ``task.json`` under ``root``; return the task path."""
+                   direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), anatomy_modalities=("T1", "FLAIR")) -> Path:
+    """Write anatomy/lesion/test datasets and ``task.json`` under ``root``; return the task path.
+
+    ``anatomy_modalities=("T1",)`` makes a hetero-modal task: the anatomy dataset has T1 only, the
+    lesion and test datasets T1 and FLAIR (and the task declares no modalities).
+    """
     root = Path(root)
     geom = Geometry(tuple(reversed(shape)), (1.5, 1.2, 2.0), (10.0, -20.0, 5.0), tuple(float(v) for v in direction))
     specs = {"anatomy": ({"background": 0, "CSF": 1, "GM": 2, "WM": 3}, n_anatomy),
              "lesion": ({"background": 0, "WMH": 1}, n_lesion),
              "test": ({"background": 0, "CSF": 1, "GM": 2, "WM": 3, "WMH": 4}, n_test)}
     k = seed * 1000
+    mods = {"anatomy": list(anatomy_modalities), "lesion": ["T1", "FLAIR"], "test": ["T1", "FLAIR"]}
     for name, (labels, n) in specs.items():
         folder = root / name
-        write_dataset_info(folder, ["T1", "FLAIR"], labels, n)
+        write_dataset_info(folder, mods[name], labels, n)
         for i in range(n):
             joint, image = subject(shape, seed=k)
             k += 1
@@ -70,6 +75,7 @@ def make_tiny_task(root, n_anatomy=3, n_lesion=3, n_test=2, shape=(20, 24, 22), 
                 lab = (joint == 4).astype(np.int64)
             else:
                 lab = joint
+            image = image[[("T1", "FLAIR").index(m) for m in mods[name]]]
             write_case(folder, f"{name}_{i:03d}", image, geom, lab)
     task = {
         "name": "tiny",
@@ -79,7 +85,7 @@ def make_tiny_task(root, n_anatomy=3, n_lesion=3, n_test=2, shape=(20, 24, 22), 
                    {"name": "WM", "value": 3, "color": "#f5f5f5"},
                    {"name": "WMH", "value": 4, "color": "#ff3232"}],
         "datasets": [
-            {"name": "anatomy", "path": "anatomy", "modalities": ["T1", "FLAIR"],
+            {"name": "anatomy", "path": "anatomy", "modalities": mods["anatomy"],
              "labels": {"1": "CSF", "2": "GM", "3": "WM"}, "widen": {"WM": ["WMH"]}},
             {"name": "lesion", "path": "lesion", "modalities": ["T1", "FLAIR"], "labels": {"1": "WMH"}},
             {"name": "test", "path": "test", "modalities": ["T1", "FLAIR"],

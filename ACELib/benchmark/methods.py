@@ -9,12 +9,21 @@ from ACELib.training import TrainConfig, profile_config
 
 @dataclass(frozen=True)
 class Method:
-    """One compared method: a display name and how it is trained."""
+    """One compared method: a display name and how it is trained.
+
+    Attributes:
+        hetero_modal: one hetero-modal network on the union of the datasets' modalities
+            (``TrainConfig.hetero_modal``).
+        conditions: further input subsets its models are tested with, besides all modalities (see
+            :mod:`ACELib.benchmark.conditions`); a subset the test set lacks is skipped.
+    """
 
     key: str
     title: str
     loss: str
     multi_unet: bool = False
+    hetero_modal: bool = False
+    conditions: tuple[tuple[str, ...], ...] = ()
 
 
 METHODS: dict[str, Method] = {m.key: m for m in (
@@ -25,6 +34,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("ace", "ACE (dataset labels)", "ace"),
     Method("ace+dice", "ACE + marginal Dice", "ace+dice"),
     Method("marginal", "Marginal CE (widened labels)", "marginal"),
+    Method("ace-hetero", "ACE, hetero-modal", "ace", hetero_modal=True, conditions=(("T1",),)),
 )}
 DEFAULT_METHODS = ("multi-unet", "naive-ce", "naive-dice", "ace-patch", "ace", "ace+dice")
 """The paper's comparison (plus ACE + marginal Dice); ``marginal`` (which also reads an anatomy
@@ -64,7 +74,7 @@ def method_config(profile: Profile, method: Method, seed: int, device: str = "au
                   cache_dir: str | None = None) -> TrainConfig:
     """The training settings of ``method`` under ``profile`` with ``seed`` (and a shared data cache)."""
     return profile.train.with_changes(loss=method.loss, multi_unet=method.multi_unet, seed=seed, device=device,
-                                      cache_dir=cache_dir)
+                                      cache_dir=cache_dir, hetero_modal=method.hetero_modal)
 
 
 def get_methods(keys) -> list[Method]:

@@ -8,6 +8,8 @@ Results folder::
     predictions/<method>/seed<k>/ test-set segmentations
     evaluation/<method>_seed<k>.csv  per case and label Dice, HD95, AVD
     predictions/shifted/..., evaluation/shifted/...   the same on the shifted-scanner test set
+    predictions/<method>@T1/..., evaluation/<method>@T1_seed<k>.csv   test conditions with fewer
+                                  modalities (``Method.conditions``, :mod:`ACELib.benchmark.conditions`)
     table1.md, table1.csv, wilcoxon.csv, figure3_boxplot.png, figure4_qualitative.png, README.md
     table1_shifted.md, table1_shifted.csv            Table 1 on the shifted-scanner test set
 
@@ -186,5 +188,8 @@ def run_benchmark(scenario: str, out: str | os.PathLike, profile: Profile, *, se
                 log.info("[%d/%d] %s, seed %d: done", i + 1, len(pairs), key, seed)
     by_test = {test: {m: {s: r[test] for s, r in by_seed.items()} for m, by_seed in results.items()}
                for test in test_sets(task)}
+    from ACELib.benchmark.conditions import condition_results
+
+    by_test[MAIN_TEST].update(condition_results(run, task, device))  # e.g. the hetero-modal model with T1 alone
     write_report(run, task, by_test, wall_seconds=time.time() - started, command=command)
     return run.out

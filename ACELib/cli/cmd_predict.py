@@ -41,7 +41,8 @@ def add_arguments(p) -> None:
                      "(one case, or one case per sub-folder)")
     p.add_argument("--out", required=True, help="output file (with --images) or folder (with --input)")
     p.add_argument("--modalities", nargs="+", help="modality name of each input channel (default: the model's "
-                   "order for --images, dataset.json for --input)")
+                   "order for --images, dataset.json for --input); a hetero-modal model takes any subset of "
+                   "its modalities that it accepts, e.g. --modalities T1 FLAIR --images t1.nii.gz flair.nii.gz")
     p.add_argument("--series", nargs="+", metavar="UID", help="DICOM Series Instance UIDs, one per DICOM folder "
                    "input (or, for a single folder, one per modality), in order")
     p.add_argument("--suffix", default=".nii.gz", help="(folders) output file type, e.g. .nrrd (default .nii.gz)")
@@ -74,6 +75,11 @@ def run(args) -> int:
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}
     names = tuple(args.modalities) if args.modalities else None
     if args.images:
+        if names is not None:
+            _report_subset(model, names)
+        elif len(args.images) != len(model.modalities) and model.metadata.modality_subsets != "all":
+            raise ValueError(f"{len(args.images)} inputs for the model's modalities {list(model.modalities)}: "
+                             "name the modality of each input with --modalities (the model takes subsets)")
         case = case_from_paths(args.images, names or model.modalities, args.series)
         out = predict_case(model, case, args.out, overwrite=args.overwrite, probabilities=args.probabilities,
                            progress=ProgressBar("segment", unit="window"), **kw)
@@ -96,6 +102,16 @@ def run(args) -> int:
                     Path(args.qc) / f"{c.name}.png" if args.qc else None) for c in cases]
     _reports(model, outputs, args.volumes)
     return 0
+
+
+def _report_subset(model, names: tuple[str, ...]) -> None:
+    """Refuse unknown, repeated or unaccepted ``--modalities``; say which of the model's are missing."""
+    try:
+        missing = model.metadata.check_modalities(names)
+    except ValueError as exc:
+        raise ValueError(f"--{exc}") from None
+    if missing:
+        print(f"input lacks the modalities {', '.join(missing)}: the model segments without them")
 
 
 def _is_dicom_input(folder: str) -> bool:

@@ -6,6 +6,12 @@ centred on that voxel and padded where it crosses the volume border (images with
 minimum, labels with background). Randomness is drawn from one seeded ``numpy`` generator, so a
 sampler with the same seed yields the same batches, and its state can be saved and restored.
 
+Hetero-modal training (``layout``): datasets may have different modalities. Each patch is placed
+into the layout's channels (zeros where its dataset has no image) and the batch carries a
+``present`` mask; with ``modality_dropout`` p, each present modality of a patch is dropped with
+probability p (at least one is kept), drawn from a seed that the patch takes from the generator,
+like its augmentation seed, so :meth:`BalancedSampler.skip` stays exact.
+
 :class:`SamplerStream` runs samplers in ``torch.utils.data.DataLoader`` worker processes, one
 generator per worker, seeded by :func:`stream_seed` from (seed, rank, worker).
 """
@@ -34,6 +40,8 @@ class Batch:
         annotated: ``(B, C)`` bool, labels each sample's dataset annotates (C = joint classes).
         candidates: ``(B, C, C)`` bool, each sample's candidate table.
         dataset: ``(B,)`` int64, index of each sample's dataset.
+        present: ``(B, M)`` bool, the modalities each sample has (hetero-modal layout), or None
+            (every sample has every channel).
     """
 
     image: torch.Tensor
@@ -41,15 +49,18 @@ class Batch:
     annotated: torch.Tensor
     candidates: torch.Tensor
     dataset: torch.Tensor
+    present: torch.Tensor | None = None
+
+    def _map(self, fn) -> Batch:
+        return Batch(*(fn(t) for t in (self.image, self.target, self.annotated, self.candidates, self.dataset)),
+                     present=None if self.present is None else fn(self.present))
 
     def to(self, device) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in
-                       (self.image, self.target, self.annotated, self.candidates, self.dataset)))
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def pin_memory(self) -> Batch:
         """Page-locked copy (called by a ``DataLoader`` with ``pin_memory=True``)."""
-        return Batch(*(t.pin_memory() for t in
-                       (self.image, self.target, self.annotated, self.candidates, self.dataset)))
+        return self._map(lambda t: t.pin_memory())
 
 
 def extract_patch(case: LoadedCase, center: Sequence[int], size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +83,16 @@ class BalancedSampler:
         augmentation: how patches are augmented (None or disabled: cut as they are). Each patch
             draws one seed for its augmentation from the generator, so a stream with augmentation
             can still be skipped ahead without augmenting (exact resume with workers).
+        layout: hetero-modal training: the model's modalities, in channel order; every dataset's
+            ``modalities`` must be among them (their cases may then differ in channel count).
+            None: all cases share their channels and batches have no ``present`` mask.
+        modality_dropout: probability in [0, 1) of dropping each present modality of a patch
+            (at least one is kept); needs ``layout``.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
-                 batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None):
+                 batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None,
+                 layout: Sequence[str] | None = None, modality_dropout: float = 0.0):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -85,9 +102,9 @@ class BalancedSampler:
             raise ValueError(f"patch_size must be a positive int or three of them, got {patch_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        channels = {c.image.shape[0] for d in self.datasets for c in d.cases}
-        if len(channels) != 1:
-            raise ValueError(f"all cases must have the same number of channels, got {sorted(channels)}")
+        self.layout = None if layout is None else tuple(layout)
+        self.modality_dropout = float(modality_dropout)
+        self._channel_maps = self._check_layout()
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
@@ -106,6 +123,51 @@ class BalancedSampler:
                     table.setdefault(c, []).append(case)
             self._by_class.append((sorted(table), table))
 
+    def _check_layout(self) -> list[list[int]] | None:
+        """Each dataset's channel positions in the layout (None without one); raises on a misfit."""
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.layout is None:
+            if self.modality_dropout:
+                raise ValueError("modality_dropout needs a layout (hetero-modal training)")
+            channels = {c.image.shape[0] for d in self.datasets for c in d.cases}
+            if len(channels) != 1:
+                raise ValueError(f"all cases must have the same number of channels, got {sorted(channels)} "
+                                 "(datasets with different modalities need a layout)")
+            return None
+        maps = []
+        for d in self.datasets:
+            unknown = [m for m in d.modalities if m not in self.layout]
+            if unknown or len(d.modalities) == 0:
+                raise ValueError(f"layout {list(self.layout)} lacks modalities {unknown} of dataset "
+                                 f"{d.spec.name!r} (it has {list(d.modalities)})")
+            wrong = [c.name for c in d.cases if c.image.shape[0] != len(d.modalities)]
+            if wrong:
+                raise ValueError(f"dataset {d.spec.name!r}: cases {wrong[:3]} do not have one channel per "
+                                 f"modality {list(d.modalities)}")
+            maps.append([self.layout.index(m) for m in d.modalities])
+        return maps
+
+    def _place(self, k: int, img: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """A dataset-``k`` patch ``(C_k, ...)`` in the layout: ``(M, ...)`` image and ``(M,)`` present mask,
+        with modality dropout drawn from ``rng`` (None: none)."""
+        chans = self._channel_maps[k]
+        keep = np.ones(len(chans), dtype=bool)
+        if rng is not None:
+            keep = rng.random(len(chans)) >= self.modality_dropout
+            if not keep.any():
+                keep[int(rng.integers(len(chans)))] = True
+        out = np.zeros((len(self.layout), *img.shape[1:]), dtype=img.dtype)
+        present = np.zeros(len(self.layout), dtype=bool)
+        for j, c in enumerate(chans):
+            if keep[j]:
+                out[c], present[c] = img[j], True
+        return out, present
+
+    @property
+    def _draws_dropout(self) -> bool:
+        return self.layout is not None and self.modality_dropout > 0
+
     def draw(self) -> tuple[int, LoadedCase, tuple[int, int, int]]:
         """One draw: ``(dataset index, case, centre voxel (z, y, x))``."""
         k = int(self.rng.integers(len(self.datasets)))
@@ -118,7 +180,7 @@ class BalancedSampler:
         return k, case, tuple(int(i) for i in np.unravel_index(flat, case.target.shape))
 
     def sample(self) -> Batch:
-        images, targets, ds_idx = [], [], []
+        images, targets, ds_idx, presents = [], [], [], []
         for _ in range(self.batch_size):
             k, case, center = self.draw()
             if self.augmenter is None:
@@ -127,6 +189,10 @@ class BalancedSampler:
                 rng = np.random.default_rng(int(self.rng.integers(2**63)))
                 img, tgt = self.augmenter(case.image, case.target, center, self.patch_size, rng, case.pad_values,
                                           case.synth, case.synth_counts)
+            if self.layout is not None:
+                drop = np.random.default_rng(int(self.rng.integers(2**63))) if self._draws_dropout else None
+                img, present = self._place(k, img, drop)
+                presents.append(present)
             images.append(img)
             targets.append(tgt)
             ds_idx.append(k)
@@ -138,6 +204,7 @@ class BalancedSampler:
             torch.from_numpy(ann),
             torch.from_numpy(cand),
             torch.tensor(ds_idx, dtype=torch.int64),
+            present=torch.from_numpy(np.stack(presents)) if presents else None,
         )
 
     def __iter__(self):
@@ -149,6 +216,8 @@ class BalancedSampler:
         for _ in range(int(batches) * self.batch_size):
             self.draw()
             if self.augmenter is not None:
+                self.rng.integers(2**63)
+            if self._draws_dropout:
                 self.rng.integers(2**63)
 
     def get_state(self) -> dict:
@@ -189,7 +258,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
     ``restart = 1 + origin`` and count their batches from there.
 
     Args:
-        datasets, patch_size, batch_size, augmentation: as for :class:`BalancedSampler`.
+        datasets, patch_size, batch_size, augmentation, layout, modality_dropout: as for
+            :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
         origin: None for streams that began with the run, else the step where they were restarted.
@@ -197,16 +267,19 @@ class SamplerStream(torch.utils.data.IterableDataset):
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
                  seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
-                 augmentation: AugmentationConfig | None = None):
+                 augmentation: AugmentationConfig | None = None, layout: Sequence[str] | None = None,
+                 modality_dropout: float = 0.0):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         if origin is not None and not 0 <= origin <= start_step:
             raise ValueError(f"origin must be None or in [0, start_step={start_step}], got {origin}")
-        BalancedSampler(datasets, patch_size, batch_size, seed=0)  # check the arguments up front
+        # check the arguments up front
+        BalancedSampler(datasets, patch_size, batch_size, seed=0, layout=layout, modality_dropout=modality_dropout)
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
         self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
         self.augmentation = augmentation
+        self.layout, self.modality_dropout = layout, modality_dropout
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
@@ -219,7 +292,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
         role = (worker + done) % num_workers
         sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
                                   seed=stream_seed(self.seed, self.rank, 1 + role, tag),
-                                  augmentation=self.augmentation)
+                                  augmentation=self.augmentation, layout=self.layout,
+                                  modality_dropout=self.modality_dropout)
         sampler.skip(len(range(role, done, num_workers)))
         return sampler
 

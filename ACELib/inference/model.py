@@ -14,6 +14,8 @@ from ACELib.data.preprocessing import Preprocessing
 from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.fast import optimize_for_inference, plan_window
 from ACELib.inference.model_file import (
+    ALL_MODALITIES,
+    ANY_SUBSET,
     MemberSpec,
     ModelMetadata,
     build_networks,
@@ -24,6 +26,7 @@ from ACELib.inference.sliding_window import sliding_window_logits
 from ACELib.io.image import Geometry, resample_like
 from ACELib.labels import JointLabel
 from ACELib.networks import UNetConfig, fuse_label_maps
+from ACELib.networks.hetero import network_kind
 from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,8 @@ class SegmentationModel:
                 window: Sequence[int] | None = None, overlap: float = 0.25, batch_size: int = 1,
                 window_voxels: int = DEFAULT_WINDOW_VOXELS,
                 amp: bool | None = None, return_probabilities: bool = False,
-                progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Prediction:
+                progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+                modalities: Sequence[str] | None = None) -> Prediction:
         """Segment one volume.
 
         The image is brought to the model's canonical orientation (axis permutations and flips only,
@@ -93,7 +97,8 @@ class SegmentationModel:
         training; the labels are mapped back onto exactly the input's grid.
 
         Args:
-            image: ``(C, D, H, W)`` in the order of :attr:`modalities`, raw intensities.
+            image: ``(C, D, H, W)`` raw intensities, in the order of :attr:`modalities`, or of
+                ``modalities`` when given.
             spacing: voxel spacing ``(x, y, z)`` in mm; needed when the model resamples.
             geometry: the image's full geometry (spacing and direction); preferred over ``spacing``,
                 and needed for the orientation (without it the array is taken as stored, i.e. as if
@@ -104,17 +109,24 @@ class SegmentationModel:
             amp: mixed precision (default: on for CUDA).
             return_probabilities: also return softmax maps (single models only).
             progress: ``progress(done, total, message)``; cancel: returns True to stop.
+            modalities: the name of each channel of ``image`` (any order); a hetero-modal model
+                (``metadata.modality_subsets``) takes any subset it accepts, the others need all of
+                theirs. None: all of :attr:`modalities`, in their order.
 
         Raises:
-            ValueError: wrong channel count, a geometry that does not fit, or non-finite voxels.
+            ValueError: wrong channel count, modalities the model does not accept (an empty, unknown or
+                incomplete list), a geometry that does not fit, or non-finite voxels.
             Cancelled: ``cancel()`` returned True.
         """
         image = np.asarray(image)
-        if image.ndim != 4 or image.shape[0] != len(self.modalities):
+        names = tuple(self.modalities if modalities is None else modalities)
+        self.metadata.check_modalities(names)
+        if image.ndim != 4 or image.shape[0] != len(names):
             raise ValueError(
-                f"image must be (C, D, H, W) with C = {len(self.modalities)} channels {list(self.modalities)}, "
-                f"got shape {image.shape}"
+                f"image must be (C, D, H, W) with C = {len(names)} channels {list(names)}, got shape {image.shape}"
             )
+        order = [names.index(m) for m in self.modalities if m in names]  # model order, present ones
+        image, names = image[order], tuple(names[i] for i in order)
         prep = self.metadata.preprocessing
         if geometry is None:
             if prep.spacing is not None and spacing is None:
@@ -131,7 +143,7 @@ class SegmentationModel:
         work, work_geom = prep.resample(np.ascontiguousarray(turn.apply(image), dtype=np.float32), geom)
         work = prep.normalize(work)
         joint, probs = self._segment(work, window, overlap, batch_size, window_voxels, amp,
-                                     return_probabilities, progress, cancel)
+                                     return_probabilities, progress, cancel, names)
         values = np.array([lab.value for lab in self.labels], dtype=np.uint8)[joint]
         if work_geom != geom:  # back to the (reoriented) input grid
             values = resample_like(values, work_geom, geom, is_label=True)
@@ -142,9 +154,11 @@ class SegmentationModel:
         return Prediction(values, probs)
 
     def _segment(self, work: np.ndarray, window, overlap, batch_size, window_voxels, amp, return_probabilities,
-                 progress, cancel) -> tuple[np.ndarray, np.ndarray | None]:
-        """Joint label indices ``(D, H, W)`` uint8 of a preprocessed ``(C, D, H, W)`` image, and
-        ``(K, D, H, W)`` float32 probabilities over all joint labels when asked (single models)."""
+                 progress, cancel, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Joint label indices ``(D, H, W)`` uint8 of a preprocessed ``(C, D, H, W)`` image whose channels
+        are ``names`` (in model order; default all :attr:`modalities`), and ``(K, D, H, W)`` float32
+        probabilities over all joint labels when asked (single models)."""
+        names = tuple(self.modalities if names is None else names)
         x = torch.from_numpy(work).to(self.device)
         use_amp = (self.device.type == "cuda") if amp is None else amp
         dtype = autocast_dtype(self.device) if use_amp else None
@@ -153,17 +167,13 @@ class SegmentationModel:
         joint_maps, probs = [], None
         n = len(self.networks)
         for i, (net, member) in enumerate(zip(self.fast_networks(), self.metadata.members)):
-            chans = [self.modalities.index(m) for m in member.modalities]
+            member_input, run = member_runner(net, member, x, names, self.device, dtype)
             sub_progress = None
             if progress is not None:
                 def sub_progress(d, t, msg, i=i, name=member.name):
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
-            def run(batch, net=net):
-                with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                    return net(batch.contiguous(memory_format=torch.channels_last_3d))
-
-            logits = sliding_window_logits(run, x[chans], len(member.classes), window, overlap, batch_size,
+            logits = sliding_window_logits(run, member_input, len(member.classes), window, overlap, batch_size,
                                            progress=sub_progress, cancel=cancel)
             classes = torch.tensor(member.classes, device=logits.device)
             if n == 1 and return_probabilities:
@@ -181,6 +191,37 @@ class SegmentationModel:
         return joint, prob_np
 
 
+def member_runner(net: torch.nn.Module, member, x: torch.Tensor, names: Sequence[str], device: torch.device,
+                  dtype: torch.dtype | None):
+    """A member's input and the window function for :func:`sliding_window_logits`.
+
+    Args:
+        x: ``(C, D, H, W)`` preprocessed channels named ``names``.
+
+    Returns:
+        ``(input (C_m, D, H, W), run(batch (B, C_m, ...)) -> logits)``; a hetero-modal member gets all
+        its modalities with zeros for absent ones, and ``run`` hands it the present mask.
+    """
+    hetero = network_kind(member.network) == "hetero"
+    if hetero:
+        present = torch.tensor([m in names for m in member.modalities], dtype=torch.bool, device=device)
+        member_input = x.new_zeros((len(member.modalities), *x.shape[1:]))
+        for i, m in enumerate(member.modalities):
+            if m in names:
+                member_input[i] = x[names.index(m)]
+    else:
+        member_input = x[[names.index(m) for m in member.modalities]]
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if hetero:
+                return net(batch, present.expand(batch.shape[0], -1))
+            return net(batch)
+
+    return member_input, run
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
                expected_sha256: str | None = None) -> SegmentationModel:
     """Load a model file (never unpickles); verify its SHA-256 first when ``expected_sha256`` is given."""
@@ -191,17 +232,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "auto",
 
 
 def create_model(labels: Sequence[JointLabel], modalities: Sequence[str], base_channels: int = 32, depth: int = 4,
-                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu"):
+                 seed: int = 0, preprocessing: Preprocessing | None = None, device: str = "cpu",
+                 hetero: bool = False):
     """A fresh, untrained single joint model (for training, and for tests of the front ends).
+
+    Args:
+        hetero: a hetero-modal network that takes any non-empty subset of ``modalities``.
 
     Returns:
         :class:`SegmentationModel` in eval mode.
     """
     labels = tuple(labels)
     cfg = UNetConfig(in_channels=len(modalities), num_classes=len(labels), base_channels=base_channels, depth=depth)
+    network = {**cfg.to_dict(), "kind": "hetero"} if hetero else cfg.to_dict()
     meta = ModelMetadata(labels=labels, members=(MemberSpec("joint", tuple(modalities), tuple(range(len(labels))),
-                                                            cfg.to_dict()),),
-                         preprocessing=preprocessing or Preprocessing())
+                                                            network),),
+                         preprocessing=preprocessing or Preprocessing(),
+                         modality_subsets=ANY_SUBSET if hetero else ALL_MODALITIES)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         nets = build_networks(meta)

@@ -32,12 +32,16 @@ from ACELib.io.safetensors import (
     save_safetensors,
 )
 from ACELib.labels import JointLabel
-from ACELib.networks import UNet3D, UNetConfig
+from ACELib.networks import UNet3D, build_network
 
 log = logging.getLogger(__name__)
 FORMAT = "ace-segmentation-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "ace_model"
+ALL_MODALITIES = "all"
+"""``modality_subsets`` of a model that needs every one of its modalities (not written to the file)."""
+ANY_SUBSET = "any"
+"""``modality_subsets`` of a hetero-modal model that takes any non-empty subset of its modalities."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class MemberSpec:
         name: ``"joint"`` for a single model, the dataset name for a Multi-UNet member.
         modalities: input channels, in order.
         classes: the joint label index of each output channel (``classes[0] == 0``).
-        network: :class:`UNetConfig` as a dict.
+        network: :class:`UNetConfig` as a dict, plus ``"kind": "hetero"`` for a hetero-modal network
+            (see :func:`ACELib.networks.build_network`).
     """
 
     name: str
@@ -76,10 +81,56 @@ class ModelMetadata:
     task_name: str = ""
     training: dict = field(default_factory=dict)
     acelib_version: str = ACELib.__version__
+    modality_subsets: str | tuple[tuple[str, ...], ...] = ALL_MODALITIES
+    """Which subsets of :attr:`modalities` the model accepts: :data:`ALL_MODALITIES` (every one is
+    needed; every model before the hetero-modal network), :data:`ANY_SUBSET` (any non-empty subset), or
+    the accepted subsets themselves (each a tuple of names)."""
+
+    def __post_init__(self):
+        problems = subset_rule_problems(self.modality_subsets, self.modalities)
+        if problems:
+            raise ValueError("ModelMetadata.modality_subsets: " + "; ".join(problems))
 
     @property
     def kind(self) -> str:
         return "single" if len(self.members) == 1 else "multi-unet"
+
+    def accepts(self, modalities) -> bool:
+        """Whether the model can segment an image with exactly these modalities (any order)."""
+        given = set(modalities)
+        if not given or not given <= set(self.modalities) or len(given) != len(tuple(modalities)):
+            return False
+        if self.modality_subsets == ALL_MODALITIES:
+            return given == set(self.modalities)
+        if self.modality_subsets == ANY_SUBSET:
+            return True
+        return any(given == set(s) for s in self.modality_subsets)
+
+    def check_modalities(self, modalities) -> tuple[str, ...]:
+        """``modalities`` (the channels of an input, in their order), checked against the model.
+
+        Returns:
+            the model's modalities that the input lacks (empty for a complete input).
+
+        Raises:
+            ValueError: an empty list, a repeated or unknown name, or a subset the model does not accept;
+                the message names the model's modalities and what is missing.
+        """
+        names = tuple(modalities)
+        if not names:
+            raise ValueError(f"modalities: the input names no modality; the model takes {list(self.modalities)}")
+        unknown = [m for m in names if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"modalities: unknown {unknown}; the model's modalities are {list(self.modalities)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"modalities: a name repeats in {list(names)}")
+        missing = tuple(m for m in self.modalities if m not in names)
+        if not self.accepts(names):
+            rule = ("all of them" if self.modality_subsets == ALL_MODALITIES else
+                    "one of the subsets " + ", ".join(str(list(s)) for s in self.modality_subsets))
+            raise ValueError(f"modalities: the model needs {rule} of {list(self.modalities)}; the input has "
+                             f"{list(names)} (missing {list(missing)})")
+        return missing
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -101,6 +152,9 @@ class ModelMetadata:
             "preprocessing": self.preprocessing.to_dict(),
             "patch_size": list(self.patch_size),
             "training": self.training,
+            **({} if self.modality_subsets == ALL_MODALITIES else
+               {"modality_subsets": self.modality_subsets if isinstance(self.modality_subsets, str)
+                else [list(x) for x in self.modality_subsets]}),
         }, indent=1)
 
     @classmethod
@@ -125,12 +179,33 @@ class ModelMetadata:
         return cls(labels=labels, members=tuple(MemberSpec.from_dict(m) for m in d["members"]),
                    preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
                    patch_size=tuple(d.get("patch_size", (32, 32, 32))), task_name=d.get("task_name", ""),
-                   training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"))
+                   training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"),
+                   modality_subsets=_subset_rule(d.get("modality_subsets", ALL_MODALITIES)))
 
 
-def build_networks(meta: ModelMetadata) -> list[UNet3D]:
-    """Fresh (untrained) networks for the members of ``meta``."""
-    return [UNet3D(UNetConfig.from_dict(m.network)) for m in meta.members]
+
+def _subset_rule(value) -> str | tuple[tuple[str, ...], ...]:
+    return value if isinstance(value, str) else tuple(tuple(s) for s in value)
+
+
+def subset_rule_problems(rule, modalities) -> list[str]:
+    """What is wrong with a ``modality_subsets`` value (empty when it is valid) for these modalities."""
+    if isinstance(rule, str):
+        return [] if rule in (ALL_MODALITIES, ANY_SUBSET) else [
+            f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a list of subsets, got {rule!r}"]
+    if not isinstance(rule, (list, tuple)) or not rule:
+        return [f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a non-empty list of subsets, got {rule!r:.80}"]
+    out = []
+    for i, sub in enumerate(rule):
+        if (not isinstance(sub, (list, tuple)) or not sub or len(set(sub)) != len(sub)
+                or any(m not in modalities for m in sub)):
+            out.append(f"subset {i} must be a non-empty list of distinct names of {list(modalities)}, got {sub!r:.80}")
+    return out
+
+
+def build_networks(meta: ModelMetadata) -> list[torch.nn.Module]:
+    """Fresh (untrained) networks for the members of ``meta`` (:class:`UNet3D`, or a hetero-modal one)."""
+    return [build_network(m.network) for m in meta.members]
 
 
 def save_model(path: str | os.PathLike, meta: ModelMetadata, networks: Sequence[torch.nn.Module]) -> Path:
@@ -175,7 +250,7 @@ def read_model_file(path: str | os.PathLike, expected_sha256: str | None = None
     if METADATA_KEY not in metadata:
         raise ValueError(f"{str(path)!r} is a safetensors file without ACE Segmentation metadata")
     meta = ModelMetadata.from_json(metadata[METADATA_KEY], source=str(path))
-    problems = weight_shape_problems([UNetConfig.from_dict(m.network) for m in meta.members], header)
+    problems = weight_shape_problems([m.network for m in meta.members], header)
     if problems:  # checked on the meta device: nothing of the claimed size is allocated
         raise ValueError(f"{str(path)!r}: the weights do not fit the network description: " + "; ".join(problems))
     if CHECKSUM_KEY not in metadata:

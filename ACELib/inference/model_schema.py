@@ -16,6 +16,7 @@ import torch
 
 LIMITS = {"in_channels": 16, "num_classes": 256, "base_channels": 512, "depth": 8}
 MAX_MEMBERS = 32
+NETWORK_KINDS = ("unet", "hetero")  # a member's "network": {"kind": ...}; absent means "unet"
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -56,6 +57,11 @@ def metadata_problems(d) -> list[str]:
     patch = d.get("patch_size", [32, 32, 32])
     if not (isinstance(patch, list) and len(patch) == 3 and all(_is_int(p) and 1 <= p <= 1024 for p in patch)):
         out.append(f"'patch_size' must be three integers in 1..1024, got {patch!r:.80}")
+    if "modality_subsets" in d:
+        from ACELib.inference.model_file import subset_rule_problems
+
+        names = [x for m in members if isinstance(m, dict) and _str_list(m.get("modalities")) for x in m["modalities"]]
+        out.extend(f"'modality_subsets' {p}" for p in subset_rule_problems(d["modality_subsets"], names))
     for key in ("preprocessing", "training"):
         if not isinstance(d.get(key, {}), dict):
             out.append(f"{key!r} must be an object, got {d[key]!r:.80}")
@@ -77,9 +83,11 @@ def _member_problems(m, num_labels: int) -> list[str]:
     net = m.get("network")
     if not isinstance(net, dict):
         return out + [f"'network' must be an object, got {net!r:.80}"]
-    unknown = sorted(set(net) - set(LIMITS))
+    unknown = sorted(set(net) - set(LIMITS) - {"kind"})
     if unknown:
         out.append(f"'network' has unknown keys {unknown}")
+    if net.get("kind", "unet") not in NETWORK_KINDS:
+        out.append(f"network kind must be one of {list(NETWORK_KINDS)}, got {net.get('kind')!r:.40}")
     for key, top in LIMITS.items():
         low = 2 if key == "num_classes" else 1
         if key not in net and key in ("in_channels", "num_classes"):
@@ -99,15 +107,17 @@ def weight_shape_problems(networks_config: list, header: dict) -> list[str]:
     """Tensors the networks need but the file lacks or holds with another shape (nothing allocated).
 
     Args:
-        networks_config: one :class:`ACELib.networks.UNetConfig` per member.
+        networks_config: one network description (a member's ``"network"`` dict, see
+            :func:`ACELib.networks.build_network`) or :class:`ACELib.networks.UNetConfig` per member.
         header: tensor entries of the safetensors header, ``name -> {"shape": [...], ...}``.
     """
-    from ACELib.networks import UNet3D
+    from ACELib.networks import UNet3D, build_network
 
     out = []
     for i, cfg in enumerate(networks_config):
         with torch.device("meta"):
-            expected = {f"member{i}/{k}": tuple(v.shape) for k, v in UNet3D(cfg).state_dict().items()}
+            net = build_network(cfg) if isinstance(cfg, dict) else UNet3D(cfg)
+            expected = {f"member{i}/{k}": tuple(v.shape) for k, v in net.state_dict().items()}
         for name, shape in expected.items():
             held = header.get(name)
             if held is None:

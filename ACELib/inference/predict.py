@@ -12,6 +12,7 @@ import numpy as np
 
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
 from ACELib.inference.model import SegmentationModel
+from ACELib.inference.model_file import ALL_MODALITIES
 from ACELib.io.dicom import choose_series, dicom_series, is_dicom_folder, read_inputs, read_volume
 from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
@@ -40,17 +41,35 @@ class CaseInput:
         return self.series[self.modalities.index(modality)] if self.series else None
 
 
-def select_channels(case: CaseInput, model: SegmentationModel) -> list[Path]:
-    """The files of ``case`` in the model's modality order (clear error naming what is missing)."""
+def case_modalities(case: CaseInput, model: SegmentationModel) -> tuple[str, ...]:
+    """The model's modalities that ``case`` provides, in the model's order (channels of other names
+    are not used). A hetero-modal model takes any subset it accepts; the others need all of theirs.
+
+    Raises:
+        ValueError: the case's files and names do not pair up, or it lacks modalities the model needs
+            (named, with the model's rule).
+    """
     if len(case.image_paths) != len(case.modalities):
         raise ValueError(f"case {case.name!r}: {len(case.image_paths)} files for modalities {list(case.modalities)}")
+    names = tuple(m for m in model.modalities if m in case.modalities)
     missing = [m for m in model.modalities if m not in case.modalities]
-    if missing:
-        raise ValueError(
-            f"case {case.name!r}: the model needs modalities {list(model.modalities)} but the input has "
-            f"{list(case.modalities)} (missing {missing})"
-        )
-    return [case.image_paths[case.modalities.index(m)] for m in model.modalities]
+    if model.metadata.modality_subsets == ALL_MODALITIES:
+        if missing:
+            raise ValueError(
+                f"case {case.name!r}: the model needs modalities {list(model.modalities)} but the input has "
+                f"{list(case.modalities)} (missing {missing})"
+            )
+        return names
+    try:
+        model.metadata.check_modalities(names)
+    except ValueError as exc:
+        raise ValueError(f"case {case.name!r}: {exc}") from None
+    return names
+
+
+def select_channels(case: CaseInput, model: SegmentationModel) -> list[Path]:
+    """The files of ``case`` for the model, in the model's modality order (see :func:`case_modalities`)."""
+    return [case.image_paths[case.modalities.index(m)] for m in case_modalities(case, model)]
 
 
 def probability_paths(output: Path, model: SegmentationModel) -> list[Path]:
@@ -77,11 +96,12 @@ def predict_case(model: SegmentationModel, case: CaseInput, output: str | os.Pat
     image_suffix(output)
     outputs = [output, *(probability_paths(output, model) if probabilities else ())]
     check_outputs(outputs, case.image_paths, overwrite=overwrite)
+    names = case_modalities(case, model)
     paths = select_channels(case, model)
-    image, geom = read_inputs(paths, [case.series_of(m) for m in model.modalities])
+    image, geom = read_inputs(paths, [case.series_of(m) for m in names])
     refuse_blank(image, paths)
     pred = model.predict(image, geometry=geom, return_probabilities=probabilities, progress=progress,
-                         cancel=cancel, **predict_kwargs)
+                         cancel=cancel, modalities=names, **predict_kwargs)
     write_image(output, pred.labels, geom)
     if probabilities and pred.probabilities is not None:
         for p, prob in zip(probability_paths(output, model), pred.probabilities):
@@ -230,7 +250,7 @@ def case_volumes(model: SegmentationModel, case: CaseInput, output: str | os.Pat
     if qc_png is not None:
         from ACELib.inference.qc import write_qc_png
 
-        first = model.modalities[0]
+        first = case_modalities(case, model)[0]
         image, _ = read_volume(select_channels(case, model)[0], case.series_of(first))
         write_qc_png(qc_png, image, labels, geom, model.labels, title=f"{case.name}: {first} and labels")
     return rows

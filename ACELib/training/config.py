@@ -27,6 +27,11 @@ class TrainConfig:
         validation_interval: steps between validations (and best-model selection).
         checkpoint_interval: steps between resumable checkpoints.
         multi_unet: train one network per dataset (each on all of its own modalities) instead.
+        hetero_modal: train the single model with the hetero-modal network
+            (:class:`ACELib.networks.HeteroUNet3D`) on the union of the datasets' modalities, each
+            sample with exactly the modalities its dataset has (see :mod:`ACELib.training.hetero`).
+        modality_dropout: (hetero_modal) probability in [0, 1) of dropping each present modality of a
+            training patch, at least one kept; 0 trains only the datasets' own subsets.
         cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);
             None holds them in RAM.
         num_workers: DataLoader processes drawing patches (0: in the training process). A resume
@@ -51,6 +56,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     multi_unet: bool = False
+    hetero_modal: bool = False
+    modality_dropout: float = 0.5
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
@@ -75,6 +82,11 @@ class TrainConfig:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise ValueError(f"learning_rate (--lr) must be a finite number > 0, got {self.learning_rate}")
+        if self.hetero_modal and self.multi_unet:
+            raise ValueError("hetero_modal and multi_unet exclude each other (a Multi-UNet member uses its "
+                             "dataset's own modalities); choose one")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
         if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):

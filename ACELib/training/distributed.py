@@ -260,12 +260,14 @@ class RankBatches:
     """
 
     def __init__(self, datasets, patch_size: int, batch_size: int, seed: int, ctx: DistContext,
-                 workers: int = 0, pin_memory: bool = False, augmentation=None):
+                 workers: int = 0, pin_memory: bool = False, augmentation=None, layout=None,
+                 modality_dropout: float = 0.0):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self.datasets, self.patch_size, self.batch_size, self.seed = datasets, patch_size, batch_size, seed
         self.ctx, self.workers, self.pin_memory = ctx, workers, pin_memory
         self.augmentation = augmentation
+        self.sampler_options = {"layout": layout, "modality_dropout": modality_dropout}  # hetero-modal training
         self.legacy = not ctx.distributed and workers == 0
         self.sampler: BalancedSampler | None = None
         self._iter = None
@@ -279,10 +281,11 @@ class RankBatches:
             tag = 0 if self.origin is None else self.origin + 1
             seed = self.seed if plain else stream_seed(self.seed, self.ctx.rank, 0, tag)
             self.sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size, seed=seed,
-                                           augmentation=self.augmentation)
+                                           augmentation=self.augmentation, **self.sampler_options)
             return
         stream = SamplerStream(self.datasets, self.patch_size, self.batch_size, self.seed, self.ctx.rank,
-                               start_step=step, origin=self.origin, augmentation=self.augmentation)
+                               start_step=step, origin=self.origin, augmentation=self.augmentation,
+                               **self.sampler_options)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.workers,
                                              pin_memory=self.pin_memory, prefetch_factor=2)
         self._iter = iter(loader)

@@ -36,7 +36,7 @@ from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_fi
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import DatasetSpec, Task
 from ACELib.losses import build_loss
-from ACELib.networks import UNet3D, UNetConfig
+from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig
 from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
@@ -57,6 +57,7 @@ from ACELib.training.distributed import (
     sync_buffers,
     wrap_model,
 )
+from ACELib.training.hetero import accepted_subsets, dataset_channels, union_modalities
 from ACELib.training.lock import RunLock
 from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
@@ -89,10 +90,11 @@ class TrainResult:
 
 
 def plan_members(task: Task, config: TrainConfig) -> list[MemberPlan]:
-    """One joint network, or (``multi_unet``) one network per training dataset trained with CE."""
+    """One joint network (hetero-modal: on the union of the datasets' modalities), or
+    (``multi_unet``) one network per training dataset trained with CE."""
     if not config.multi_unet:
-        return [MemberPlan("joint", task.train_datasets, task.input_modalities,
-                           tuple(range(task.num_classes)), config.loss)]
+        modalities = union_modalities(task) if config.hetero_modal else task.input_modalities
+        return [MemberPlan("joint", task.train_datasets, modalities, tuple(range(task.num_classes)), config.loss)]
     plans = []
     for ds in task.train_datasets:
         classes = (0, *sorted(task.label_index(n) for n in ds.labels.values()))
@@ -119,7 +121,8 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
     ctx = current_context()
     plans = plan_members(task, config)
     run_on_main(ctx, _check_run_dir, task, run_dir, config, resume)  # nothing is written before these checks
-    problems = run_on_main(ctx, check_task, task, modalities=() if config.multi_unet else None, include_test=False)
+    own = config.multi_unet or config.hetero_modal  # every dataset with its own modalities
+    problems = run_on_main(ctx, check_task, task, modalities=() if own else None, include_test=False)
     if problems:
         raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
     lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
@@ -250,16 +253,37 @@ def _prepare_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: boo
 
 
 def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> ModelMetadata:
-    members = tuple(MemberSpec(p.name, p.modalities, p.classes, _net_config(p, config).to_dict()) for p in plans)
+    members = tuple(MemberSpec(p.name, p.modalities, p.classes, _net_description(p, config)) for p in plans)
     local = ("device", "num_threads", "preprocessing", "cache_dir", "num_workers")
     training = {k: v for k, v in config.to_dict().items() if k not in local}
+    subsets = (accepted_subsets(task, plans[0].modalities, config.modality_dropout) if config.hetero_modal
+               else "all")
     return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
-                         patch_size=(config.patch_size,) * 3, task_name=task.name, training=training)
+                         patch_size=(config.patch_size,) * 3, task_name=task.name, training=training,
+                         modality_subsets=subsets)
 
 
 def _net_config(plan: MemberPlan, config: TrainConfig) -> UNetConfig:
     return UNetConfig(in_channels=len(plan.modalities), num_classes=len(plan.classes),
                       base_channels=config.base_channels, depth=config.depth)
+
+
+def _net_description(plan: MemberPlan, config: TrainConfig) -> dict:
+    """The model file's network description of a member (``"kind": "hetero"`` for a hetero-modal one)."""
+    cfg = _net_config(plan, config).to_dict()
+    return {**cfg, "kind": "hetero"} if config.hetero_modal else cfg
+
+
+def _build_net(plan: MemberPlan, config: TrainConfig) -> torch.nn.Module:
+    cfg = _net_config(plan, config)
+    return HeteroUNet3D(cfg) if config.hetero_modal else UNet3D(cfg)
+
+
+def _dataset_modalities(plan: MemberPlan, config: TrainConfig):
+    """What each dataset loads: the member's modalities, or (hetero-modal) those of them it has."""
+    if config.hetero_modal:
+        return lambda ds: dataset_channels(ds, plan.modalities)
+    return lambda ds: plan.modalities
 
 
 def _local_tables(plan: MemberPlan, num_joint: int):
@@ -296,16 +320,19 @@ class _MemberRun:
 def _setup_member(task: Task, plan: MemberPlan, config: TrainConfig, device: torch.device,
                   ctx: DistContext) -> _MemberRun:
     """Data, network, optimiser, sampler and loss of one member (no resume yet)."""
+    if config.hetero_modal and ctx.distributed:  # a stem without its modality in a batch has no gradient
+        raise ValueError("hetero_modal training runs in one process for now (DDP would need "
+                         "find_unused_parameters for the per-modality stems); start it without torchrun")
     if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
-        build_cache(task, config.preprocessing, lambda ds: plan.modalities, config.cache_dir, plan.datasets,
+        build_cache(task, config.preprocessing, _dataset_modalities(plan, config), config.cache_dir, plan.datasets,
                     shard=(ctx.local_rank, ctx.local_world_size))
         barrier(ctx)
-    datasets = load_datasets(task, config.preprocessing, lambda ds: plan.modalities, plan.datasets,
+    datasets = load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
                              seed=config.seed, cache_dir=config.cache_dir)
     train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
     torch.manual_seed(config.seed)
     # channels-last: oneDNN runs 3D convolutions (and above all their backward) several times faster
-    net = UNet3D(_net_config(plan, config)).to(device, memory_format=torch.channels_last_3d)
+    net = _build_net(plan, config).to(device, memory_format=torch.channels_last_3d)
     amp_dtype = autocast_dtype(device) if config.amp else None
     columns = {f"{ds.spec.name}/{c}": f"{VAL_PREFIX}{ds.spec.name}/{task.labels[c].name}"
                for ds in val_sets if ds.cases for c in np.flatnonzero(ds.annotated) if c != 0}
@@ -314,7 +341,9 @@ def _setup_member(task: Task, plan: MemberPlan, config: TrainConfig, device: tor
         optimizer=torch.optim.Adam(net.parameters(), lr=config.learning_rate),
         batches=RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
                             workers=config.num_workers, pin_memory=device.type == "cuda",
-                            augmentation=config.augmentation),
+                            augmentation=config.augmentation,
+                            **({"layout": plan.modalities, "modality_dropout": config.modality_dropout}
+                               if config.hetero_modal else {})),
         loss_fn=build_loss(plan.loss).to(device), lut=_local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         val_sets=val_sets, columns=columns)
@@ -350,7 +379,8 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
         candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        logits = run.model(batch.image.contiguous(memory_format=torch.channels_last_3d))
+        image = batch.image.contiguous(memory_format=torch.channels_last_3d)
+        logits = run.model(image) if batch.present is None else run.model(image, batch.present)
     loss = run.loss_fn(logits.float(), target, annotated, candidates)
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
     if not torch.isfinite(loss_value):
@@ -372,7 +402,9 @@ def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext
     """Validate (rank 0), keep the best state; returns ``(score, {log column: Dice})``."""
     val, per_class = float("nan"), {}
     if ctx.is_main:  # rank 0 validates; the others wait here
-        val, per_class = validate(run.net, run.val_sets, run.plan.classes, device, amp_dtype=run.amp_dtype)
+        layout = run.plan.modalities if isinstance(run.net, HeteroUNet3D) else None
+        val, per_class = validate(run.net, run.val_sets, run.plan.classes, device, amp_dtype=run.amp_dtype,
+                                  layout=layout)
         log.info("%s step %d validation score %.4f %s", run.plan.name, run.step, val,
                  {run.columns.get(k, k)[len(VAL_PREFIX):]: round(v, 3) for k, v in per_class.items()})
     val = broadcast_object(val, ctx)
@@ -447,8 +479,8 @@ def _checkpoint(path: Path, run: _MemberRun, ctx: DistContext, device: torch.dev
     barrier(ctx)
 
 
-def _clone(net: UNet3D, state: dict | None = None) -> UNet3D:
-    out = UNet3D(net.config)
+def _clone(net: torch.nn.Module, state: dict | None = None) -> torch.nn.Module:
+    out = type(net)(net.config)
     out.load_state_dict(state if state is not None else net.state_dict())
     return out
 

@@ -42,7 +42,8 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, classes: Sequence[int]) ->
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: Sequence[int],
-             device: torch.device, window: int = 96, amp_dtype=None) -> tuple[float, dict[str, float]]:
+             device: torch.device, window: int = 96, amp_dtype=None,
+             layout: Sequence[str] | None = None) -> tuple[float, dict[str, float]]:
     """Validation Dice for model selection, and the mean Dice per (dataset, class).
 
     The selection score weighs every dataset and every class the same: the mean over datasets of
@@ -52,6 +53,8 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
 
     Args:
         classes: joint index of each network output channel.
+        layout: a hetero-modal network's modalities: each case is given the modalities its dataset
+            has (the others zero, with the present mask); None: the cases' channels as they are.
 
     Returns:
         ``(selection_score, {"<dataset>/<class index>": mean})``; NaN when there is nothing to score.
@@ -61,15 +64,19 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
     lut = torch.tensor(list(classes), device=device)
     scores: dict[str, list[float]] = {}
 
-    def run(x):
+    def run(x, present=None):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            return net(x.contiguous(memory_format=torch.channels_last_3d))
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+            return net(x) if present is None else net(x, present.expand(x.shape[0], -1))
 
     try:
         for ds in datasets:
             for case in ds.cases:
-                x = torch.from_numpy(case.image).to(device)
-                logits = sliding_window_logits(run, x, len(classes), (window,) * 3, overlap=0.25)
+                x, present = torch.from_numpy(case.image).to(device), None
+                if layout is not None:
+                    x, present = in_layout(x, ds.modalities, layout)
+                logits = sliding_window_logits(lambda b, p=present: run(b, p), x, len(classes), (window,) * 3,
+                                               overlap=0.25)
                 pred = lut[logits.argmax(0)].cpu().numpy()
                 view = to_dataset_view(pred, ds.annotated, ds.candidates)
                 annotated = [c for c in np.flatnonzero(ds.annotated) if c != 0]
@@ -79,6 +86,16 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
         net.train(was_training)
     per_class = {k: float(np.mean(v)) for k, v in scores.items()}
     return selection_score(per_class), per_class
+
+
+def in_layout(x: torch.Tensor, modalities: Sequence[str], layout: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(C, D, H, W)`` channels named ``modalities`` as ``(M, D, H, W)`` in ``layout`` (zeros where absent)
+    and the ``(M,)`` bool present mask."""
+    out = x.new_zeros((len(layout), *x.shape[1:]))
+    present = torch.zeros(len(layout), dtype=torch.bool, device=x.device)
+    for i, m in enumerate(modalities):
+        out[layout.index(m)], present[layout.index(m)] = x[i], True
+    return out, present
 
 
 def selection_score(per_class: dict[str, float]) -> float:

@@ -109,12 +109,12 @@ class SegmentationPanel:
             if not slicer.util.confirmYesNoDisplay(_("Replace the segments of '{name}'?").format(name=output.GetName())):
                 return
             replace = True
-        volumes = self.widget.inputVolumes()
         model = self.loadModel()
+        names, volumes = self.logic.inputSubset(model, self.widget.inputVolumes())  # empty slots left out
         image, geometry = self.logic.readInputs(volumes, p.resample)
         self._pending = (model.labels, volumes[0], output, replace, p.showIn3D)
         self._job = BackgroundJob(lambda progress, cancel, notify: self.logic.predictLabels(
-            model, image, geometry, progress, cancel, notify)).start()
+            model, image, geometry, progress, cancel, notify, modalities=names)).start()
         self.ui.progressBar.show()
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = _("Segmenting on {device} ...").format(device=model.device)

@@ -182,12 +182,34 @@ class ACESegmentationLogic(_LogicBase):
         return load_model(path, device=device, expected_sha256=expectedSha256)
 
     @staticmethod
+    def inputSubset(model, volumeNodes: Sequence) -> tuple[tuple[str, ...], list]:
+        """The modalities the user gave volumes for, and those volumes (one slot per ``model.modalities``,
+        None for an empty one). A hetero-modal model takes any subset it accepts; others need every volume.
+
+        Raises:
+            ValueError: a slot count that does not fit, no volume at all, or (names the missing ones) a
+                subset the model does not take.
+        """
+        if len(volumeNodes) != len(model.modalities):
+            raise ValueError(f"the model needs {len(model.modalities)} volumes {list(model.modalities)}, "
+                             f"got {len(volumeNodes)}")
+        pairs = [(m, v) for m, v in zip(model.modalities, volumeNodes) if v is not None]
+        names = tuple(m for m, _ in pairs)
+        if model.metadata.modality_subsets == "all" and len(names) != len(model.modalities):
+            missing = [m for m, v in zip(model.modalities, volumeNodes) if v is None]
+            raise ValueError(f"the model needs a volume for each of {list(model.modalities)} (missing {missing})")
+        model.metadata.check_modalities(names)  # empty or not accepted: the message names what is missing
+        return names, [v for _, v in pairs]
+
+    @staticmethod
     def predictLabels(model, image: np.ndarray, geometry: Geometry, progress: Progress | None = None,
                       cancel: Callable[[], bool] | None = None,
-                      notify: Callable[[str], None] | None = None) -> np.ndarray:
+                      notify: Callable[[str], None] | None = None,
+                      modalities: Sequence[str] | None = None) -> np.ndarray:
         """Run ``model`` on ``image``; safe to call off the GUI thread (no MRML access).
 
         On a GPU out-of-memory error the model moves to the CPU and runs again, with a notice.
+        ``modalities`` names the channels of ``image`` (a subset, for a hetero-modal model; default all).
 
         Returns:
             ``(D, H, W)`` uint8 joint label values.
@@ -195,8 +217,9 @@ class ACESegmentationLogic(_LogicBase):
         Raises:
             ACELib.inference.Cancelled: ``cancel()`` returned True.
         """
+        subset = {} if modalities is None else {"modalities": tuple(modalities)}
         try:
-            return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
+            return model.predict(image, geometry=geometry, progress=progress, cancel=cancel, **subset).labels
         except Exception as error:
             if getattr(model.device, "type", "cpu") == "cpu" or not isOutOfMemory(error):
                 raise
@@ -208,7 +231,7 @@ class ACESegmentationLogic(_LogicBase):
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return model.predict(image, geometry=geometry, progress=progress, cancel=cancel).labels
+        return model.predict(image, geometry=geometry, progress=progress, cancel=cancel, **subset).labels
 
     # ------------------------------------------------------------------ output
     def writeSegmentation(self, labelArray: np.ndarray, labels: Sequence[JointLabel], referenceVolume,
@@ -275,17 +298,16 @@ class ACESegmentationLogic(_LogicBase):
     def segment(self, volumeNodes: Sequence, model, segmentationNode=None, replace: bool = False,
                 resample: bool = False, showIn3D: bool = False, progress: Progress | None = None,
                 cancel: Callable[[], bool] | None = None, notify: Callable[[str], None] | None = None):
-        """Segment ``volumeNodes`` (one per ``model.modalities``, in that order) on this thread.
+        """Segment ``volumeNodes`` (one per ``model.modalities``, in that order; None leaves a modality
+        out, for a hetero-modal model) on this thread. The first given volume is the reference grid.
 
         Returns:
             The segmentation node (new, or ``segmentationNode`` with its segments replaced).
         """
-        if len(volumeNodes) != len(model.modalities):
-            raise ValueError(f"the model needs {len(model.modalities)} volumes {list(model.modalities)}, "
-                             f"got {len(volumeNodes)}")
-        image, geometry = self.readInputs(volumeNodes, resample=resample)
-        labels = self.predictLabels(model, image, geometry, progress, cancel, notify)
-        return self.writeSegmentation(labels, model.labels, volumeNodes[0], segmentationNode, replace, showIn3D)
+        names, nodes = self.inputSubset(model, volumeNodes)
+        image, geometry = self.readInputs(nodes, resample=resample)
+        labels = self.predictLabels(model, image, geometry, progress, cancel, notify, modalities=names)
+        return self.writeSegmentation(labels, model.labels, nodes[0], segmentationNode, replace, showIn3D)
 
     # ------------------------------------------------------------------ training set
     def addToTrainingSet(self, folder: str | os.PathLike, volumeNodes: Sequence, segmentationNode,

@@ -291,3 +291,27 @@ def test_volume_table_equals_label_counts_times_voxel_volume(slicerContext, logi
         assert table.GetTable().GetColumnByName("Volume (mL)").GetValue(r) == pytest.approx(n * voxelMl)
     again = logic.volumeTable(node, volumes[0], LABELS, tableNode=table)  # refilled, not duplicated
     assert again is table and table.GetNumberOfColumns() == 4 and table.GetNumberOfRows() == 4
+
+
+@pytest.fixture(scope="module")
+def heteroModel():
+    return create_model(LABELS, MODALITIES, base_channels=4, depth=2, seed=0, hetero=True)
+
+
+def test_a_hetero_modal_model_segments_with_an_empty_input_slot(slicerContext, logic, heteroModel):
+    t1, flair = _volumes(slicerContext)
+    node = logic.segment([t1, None], heteroModel)
+    image = slicer.util.arrayFromVolume(t1).astype(np.float32)[None]
+    expected = heteroModel.predict(image, geometry=volumeGeometry(t1), modalities=("T1",)).labels
+    np.testing.assert_array_equal(_labels(node, t1, slicerContext), expected)
+    names, nodes = logic.inputSubset(heteroModel, [None, flair])
+    assert names == ("FLAIR",) and nodes == [flair]
+
+
+@pytest.mark.parametrize("hetero, match", [(True, "names no modality"), (False, r"missing \['FLAIR'\]")])
+def test_empty_slots_are_refused_where_the_model_needs_them(slicerContext, logic, tinyModel, heteroModel,
+                                                            hetero, match):
+    t1, _ = _volumes(slicerContext)
+    slots = [None, None] if hetero else [t1, None]
+    with pytest.raises(ValueError, match=match):
+        logic.segment(slots, heteroModel if hetero else tinyModel)
