@@ -73,7 +73,7 @@ def condition_results(run, task: Task, device: str = "auto") -> dict[str, dict[i
     A subset that the test set does not have (e.g. the WMH scenario has no T1c) is skipped with a
     log line.
     """
-    from ACELib.benchmark.runner import test_folders
+    from ACELib.benchmark.testset import test_folders
 
     images, labels = test_folders(task)
     test_modalities = set(task.test_datasets[0].modalities)

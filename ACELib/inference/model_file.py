@@ -22,7 +22,13 @@ import torch
 
 import ACELib
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.inference.model_schema import metadata_problems, weight_shape_problems
+from ACELib.inference.model_schema import (
+    ALL_MODALITIES,
+    ANY_SUBSET,
+    metadata_problems,
+    subset_rule_problems,
+    weight_shape_problems,
+)
 from ACELib.io.safetensors import (
     CHECKSUM_KEY,
     SafetensorsError,
@@ -38,10 +44,6 @@ log = logging.getLogger(__name__)
 FORMAT = "ace-segmentation-model"
 FORMAT_VERSION = 1
 METADATA_KEY = "ace_model"
-ALL_MODALITIES = "all"
-"""``modality_subsets`` of a model that needs every one of its modalities (not written to the file)."""
-ANY_SUBSET = "any"
-"""``modality_subsets`` of a hetero-modal model that takes any non-empty subset of its modalities."""
 
 
 @dataclass(frozen=True)
@@ -186,21 +188,6 @@ class ModelMetadata:
 
 def _subset_rule(value) -> str | tuple[tuple[str, ...], ...]:
     return value if isinstance(value, str) else tuple(tuple(s) for s in value)
-
-
-def subset_rule_problems(rule, modalities) -> list[str]:
-    """What is wrong with a ``modality_subsets`` value (empty when it is valid) for these modalities."""
-    if isinstance(rule, str):
-        return [] if rule in (ALL_MODALITIES, ANY_SUBSET) else [
-            f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a list of subsets, got {rule!r}"]
-    if not isinstance(rule, (list, tuple)) or not rule:
-        return [f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a non-empty list of subsets, got {rule!r:.80}"]
-    out = []
-    for i, sub in enumerate(rule):
-        if (not isinstance(sub, (list, tuple)) or not sub or len(set(sub)) != len(sub)
-                or any(m not in modalities for m in sub)):
-            out.append(f"subset {i} must be a non-empty list of distinct names of {list(modalities)}, got {sub!r:.80}")
-    return out
 
 
 def build_networks(meta: ModelMetadata) -> list[torch.nn.Module]:

@@ -20,6 +20,28 @@ NETWORK_KINDS = ("unet", "hetero")  # a member's "network": {"kind": ...}; absen
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+ALL_MODALITIES = "all"
+"""``modality_subsets`` of a model that needs every one of its modalities (not written to the file)."""
+ANY_SUBSET = "any"
+"""``modality_subsets`` of a hetero-modal model that takes any non-empty subset of its modalities."""
+
+
+def subset_rule_problems(rule, modalities) -> list[str]:
+    """What is wrong with a ``modality_subsets`` value (empty when it is valid) for these modalities."""
+    if isinstance(rule, str):
+        return [] if rule in (ALL_MODALITIES, ANY_SUBSET) else [
+            f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a list of subsets, got {rule!r}"]
+    if not isinstance(rule, (list, tuple)) or not rule:
+        return [f"must be {ALL_MODALITIES!r}, {ANY_SUBSET!r} or a non-empty list of subsets, got {rule!r:.80}"]
+    out = []
+    for i, sub in enumerate(rule):
+        if (not isinstance(sub, (list, tuple)) or not sub or len(set(sub)) != len(sub)
+                or any(m not in modalities for m in sub)):
+            out.append(f"subset {i} must be a non-empty list of distinct names of {list(modalities)}, got {sub!r:.80}")
+    return out
+
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -58,7 +80,6 @@ def metadata_problems(d) -> list[str]:
     if not (isinstance(patch, list) and len(patch) == 3 and all(_is_int(p) and 1 <= p <= 1024 for p in patch)):
         out.append(f"'patch_size' must be three integers in 1..1024, got {patch!r:.80}")
     if "modality_subsets" in d:
-        from ACELib.inference.model_file import subset_rule_problems
 
         names = [x for m in members if isinstance(m, dict) and _str_list(m.get("modalities")) for x in m["modalities"]]
         out.extend(f"'modality_subsets' {p}" for p in subset_rule_problems(d["modality_subsets"], names))
