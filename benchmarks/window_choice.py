@@ -12,7 +12,7 @@ The settings (``P`` = the model's training patch size, from its model file):
 * ``P/0.25``, ``P/0.5``: training-patch windows at overlap 0.25 and 0.5;
 * ``2P/0.25``, ``2P/0.5``: windows of twice the training patch.
 
-    python benchmarks/window_choice.py MODEL.safetensors TEST_DATASET_DIR [--cases N] [--threads 2]
+    python benchmarks/window_choice.py MODEL.safetensors TEST_DATASET_DIR [--cases 3 (0 = all)] [--threads 2]
         [--settings default whole P/0.5 ...] [--csv out.csv]
 
 The timings are of one process on this machine as loaded at the time: compare settings within one run.
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("model", help="a trained model file (.safetensors)")
     ap.add_argument("test", type=Path, help="a dataset folder of joint test cases (imagesTr + labelsTr)")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), help=f"default: {' '.join(SETTINGS)}")
-    ap.add_argument("--cases", type=int, default=None, help="use the first N cases only")
+    ap.add_argument("--cases", type=int, default=3,
+                    help="use the first N cases (default 3, a few minutes on 2 busy cores; 0 = all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--csv", type=Path, help="also write the table (one row per setting) to this file")
     args = ap.parse_args(argv)
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     patch = tuple(int(p) for p in model.metadata.patch_size)
     labels = {lab.name: lab.value for lab in model.labels}
     foreground = [lab for lab in model.labels if lab.value != 0]
-    cases = load_cases(args.test, model.modalities, labels, args.cases)
+    cases = load_cases(args.test, model.modalities, labels, args.cases or None)
     plans = [(s, *window_of(s, patch)) for s in args.settings]  # check every name before running
     print(f"model {args.model} (training patch {patch}, spacing {model.metadata.preprocessing.spacing}); "
           f"{len(cases)} cases of {args.test}; {args.threads} threads", flush=True)
