@@ -10,8 +10,9 @@ which mostly measures the window choice.
 
     python benchmarks/inference.py [--full] [--shape D H W] [--patch 32] [--model M.safetensors] [--threads 2]
 
-Default: a 16-channel network on 112x128x112 (a few minutes on 2 busy cores); ``--full``: the paper's
-32-channel network on 144x176x144 (about 5 minutes on 2 idle cores). Window positions differ slightly
+Default: a 16-channel network on 96x112x96 (150 windows of 32^3; estimated 5-6 minutes on 2 busy
+cores from a 112x128x112 run, 252 windows, that took 9.5 minutes at load 6-7); ``--full``: the paper's 32-channel network on 144x176x144
+(about 5 minutes on 2 idle cores, far longer on busy ones). Window positions differ slightly
 (MONAI: fixed stride, last window flush with the border; ACELib: the same number of windows spread
 evenly), so label agreement below 100 % at small windows is expected. Without --model the network
 has random He-initialised weights and batch-norm statistics.
@@ -106,7 +107,7 @@ def flops_per_voxel(model_path: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="a single joint model with 2 input channels (default: random weights)")
-    ap.add_argument("--shape", type=int, nargs=3, default=None, help="volume (D, H, W); default 112 128 112")
+    ap.add_argument("--shape", type=int, nargs=3, default=None, help="volume (D, H, W); default 96 112 96")
     ap.add_argument("--full", action="store_true",
                     help="the paper's network (32 base channels) on the 144x176x144 volume of the published figures")
     ap.add_argument("--base-channels", type=int, default=None,
@@ -122,7 +123,7 @@ def main() -> None:
     if args.run:
         run_one(args.run, *args.io, args.threads, args.window, args.overlap)
         return
-    shape = tuple(args.shape or ((144, 176, 144) if args.full else (112, 128, 112)))
+    shape = tuple(args.shape or ((144, 176, 144) if args.full else (96, 112, 96)))
     tmp = Path(tempfile.mkdtemp(prefix="ace-bench-"))
     model_path = args.model or str(tmp / "model.safetensors")
     base = args.base_channels or (32 if args.full else 16)
