@@ -14,7 +14,7 @@ import numpy as np
 from ACELib.data.contract import SYNTH_FOLDER, Case
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.io.image import Geometry, read_image
-from ACELib.labels import DatasetSpec, Task, to_joint
+from ACELib.labels import IGNORE_INDEX, DatasetSpec, Task, to_joint
 
 
 @dataclass
@@ -59,10 +59,15 @@ def channel_indices(ds: DatasetSpec, modalities: Sequence[str]) -> list[int]:
 
 
 def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_class: int) -> dict[int, np.ndarray]:
-    """Flat indices of each class's voxels, at most ``max_per_class`` (uniform subsample) per class."""
+    """Flat indices of each class's voxels, at most ``max_per_class`` (uniform subsample) per class.
+
+    Ignore voxels (:data:`ACELib.labels.IGNORE_INDEX`) are no class: patches are never centred on them.
+    """
     flat = target.reshape(-1)
     out = {}
     for c in np.unique(flat):
+        if c == IGNORE_INDEX:
+            continue
         idx = np.flatnonzero(flat == c)
         if idx.size > max_per_class:
             idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))

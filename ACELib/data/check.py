@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from ACELib.data.contract import DatasetError, list_cases, read_dataset_info
 from ACELib.io.image import Geometry, check_3d, read_sitk
 from ACELib.io.image_checks import check_voxels, constant_value
-from ACELib.labels import DatasetSpec, Task
+from ACELib.labels import IGNORE, DatasetSpec, Task
 from ACELib.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None 
                 extra = sorted(v for v in values if v not in allowed)
                 if extra:
                     case_problems.append(f"{case.label_path}: label values {extra} are not declared for "
-                                         f"dataset {ds.name!r} (declared: {sorted(allowed)})")
+                                         f"dataset {ds.name!r} (declared: {sorted(allowed)})"
+                                         + _ignore_hint(info.labels, extra))
                 if values <= {0}:
                     case_problems.append(f"{case.label_path}: empty label map (background only)")
         if geoms:
@@ -104,6 +105,14 @@ def check_dataset(task: Task, ds: DatasetSpec, modalities: Sequence[str] | None 
         if progress:
             progress(i + 1, len(cases), f"checking {ds.name}/{case.name}")
     return problems
+
+
+def _ignore_hint(declared: dict[str, int], values) -> str:
+    """Advice when undeclared ``values`` hold nnU-Net's ignore label of ``dataset.json``."""
+    value = declared.get(IGNORE)
+    if value is None or value not in values:
+        return ""
+    return f"; dataset.json calls {value} {IGNORE!r}: map it in the task file ({{\"{value}\": \"{IGNORE}\"}})"
 
 
 def check_task(task: Task, modalities: Sequence[str] | None = None, include_test: bool = True,

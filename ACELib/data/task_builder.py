@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ACELib.data.contract import DatasetError, read_dataset_info
 from ACELib.io.atomic import atomic_write_text
-from ACELib.labels import BACKGROUND, DatasetSpec, JointLabel, Task
+from ACELib.labels import BACKGROUND, IGNORE, DatasetSpec, JointLabel, Task
 
 SIDECAR = "ace_dataset.json"
 
@@ -80,6 +81,9 @@ def dataset_from_folder(folder: str | os.PathLike, joint_labels: Sequence[JointL
             if label_name.lower() != BACKGROUND:
                 raise DatasetError(f"{str(folder)!r}: value 0 must be 'background', got {label_name!r}")
             continue
+        if label_name.lower() == IGNORE:  # nnU-Net's ignore label: may be any joint label
+            labels[int(value)] = IGNORE
+            continue
         joint = by_lower.get(label_name.lower())
         if joint is None:
             unknown.append(label_name)
@@ -95,10 +99,11 @@ def dataset_from_folder(folder: str | os.PathLike, joint_labels: Sequence[JointL
     sidecar = read_sidecar(folder)
     if sidecar is not None:
         declared = sorted(str(n) for n in sidecar.get("annotated", []))
-        if declared != sorted(labels.values()):
+        annotated = sorted(n for n in labels.values() if n != IGNORE)
+        if declared != annotated:
             raise DatasetError(
                 f"{str(folder)!r}: {SIDECAR} declares annotated labels {declared} but dataset.json "
-                f"declares {sorted(labels.values())}"
+                f"declares {annotated}"
             )
         widen = {str(k): tuple(str(x) for x in v) for k, v in sidecar.get("widen", {}).items()}
     return DatasetSpec(name=name or folder.name, path=str(folder), modalities=info.channel_names,
@@ -125,6 +130,13 @@ def task_from_dataset_folders(folders: Sequence[str | os.PathLike], joint_labels
     """
     if not folders:
         raise ValueError("folders: at least one dataset folder is needed, got none")
+    task = Task(name=name, labels=tuple(joint_labels), datasets=tuple(_datasets(folders, joint_labels)),
+                modalities=tuple(modalities or ()))
+    return task.validate()
+
+
+def _datasets(folders: Sequence[str | os.PathLike], joint_labels: Sequence[JointLabel]) -> list[DatasetSpec]:
+    """:func:`dataset_from_folder` of each folder, named after the folder (made unique)."""
     datasets, used = [], set()
     for folder in folders:
         base = Path(folder).resolve().name
@@ -133,6 +145,105 @@ def task_from_dataset_folders(folders: Sequence[str | os.PathLike], joint_labels
             unique, k = f"{base}_{k}", k + 1
         used.add(unique)
         datasets.append(dataset_from_folder(folder, joint_labels, name=unique))
-    task = Task(name=name, labels=tuple(joint_labels), datasets=tuple(datasets),
-                modalities=tuple(modalities or ()))
+    return datasets
+
+
+_KNOWN_COLORS = {
+    "background": (0, 0, 0), "csf": (70, 130, 180), "gm": (220, 180, 140), "wm": (245, 245, 245),
+    "wmh": (255, 50, 50), "edema": (80, 200, 80), "tumor": (230, 50, 30), "tumour": (230, 50, 30),
+}
+_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+            (204, 121, 167), (153, 153, 153), (128, 0, 128), (0, 128, 128))
+
+
+def joint_labels_from_folders(folders: Sequence[str | os.PathLike]) -> tuple[JointLabel, ...]:
+    """The joint labels of dataset folders, matched by name: labels with the same name (compared
+    case-insensitively; the first spelling is kept) are one joint label, value 0 is the shared
+    background, and ``"ignore"`` (nnU-Net's ignore label) is no joint label.
+
+    Joint values: folders are visited from the one declaring most labels to the one declaring fewest
+    (ties in the given order), and each new name keeps its value there unless an earlier name holds
+    it, else takes the smallest free value. So a joint test set passed along fixes the values.
+
+    Returns:
+        ``(background, *labels)``, background first, then in order of value.
+
+    Raises:
+        ValueError: no folder given.
+        DatasetError: a folder is not a dataset, or its labels clash: value 0 not called background,
+            background under a value other than 0, or two names of one folder that are the same joint
+            label (they differ only in case).
+    """
+    if not folders:
+        raise ValueError("folders: at least one dataset folder is needed, got none")
+    declared = []
+    for folder in folders:
+        folder = Path(folder)
+        info = read_dataset_info(folder)
+        seen: dict[str, str] = {}
+        own = []
+        for label_name, value in sorted(info.labels.items(), key=lambda kv: kv[1]):
+            key = label_name.lower()
+            if (value == 0) != (key == BACKGROUND):
+                raise DatasetError(f"{str(folder)!r}: label {label_name!r} has value {value}; value 0 must be "
+                                   "'background' and 'background' must be 0")
+            if key in seen:
+                raise DatasetError(
+                    f"{str(folder)!r}: labels {seen[key]!r} and {label_name!r} would be the same joint label "
+                    "(label names match across datasets case-insensitively); rename one of them in dataset.json"
+                )
+            seen[key] = label_name
+            if value != 0 and key != IGNORE:
+                own.append((label_name, int(value)))
+        declared.append(own)
+    spelling: dict[str, str] = {}
+    for own in declared:
+        for label_name, _ in own:
+            spelling.setdefault(label_name.lower(), label_name)
+    values: dict[str, int] = {}
+    for own in sorted(declared, key=len, reverse=True):
+        for label_name, value in own:
+            key = label_name.lower()
+            if key in values:
+                continue
+            if value in values.values() or value > 255:
+                value = min(set(range(1, 256)) - set(values.values()))
+            values[key] = value
+    labels = [JointLabel(BACKGROUND, 0, (0, 0, 0))]
+    for i, (key, value) in enumerate(sorted(values.items(), key=lambda kv: kv[1])):
+        color = _KNOWN_COLORS.get(key, _PALETTE[i % len(_PALETTE)])
+        labels.append(JointLabel(spelling[key], value, color))
+    return tuple(labels)
+
+
+def task_from_folders(train: Sequence[str | os.PathLike], test: Sequence[str | os.PathLike] = (),
+                      name: str = "task", modalities: Sequence[str] | None = None,
+                      relative_to: str | os.PathLike | None = None) -> Task:
+    """A task made of dataset folders, joint labels matched by name (:func:`joint_labels_from_folders`).
+
+    Args:
+        train: dataset folders to train on (nnU-Net raw layout), one partially labelled dataset each.
+        test: dataset folders with role ``"test"`` (never trained on; their labels join the joint space).
+        name: task name.
+        modalities: the single model's input modalities; by default those common to all ``train`` folders.
+        relative_to: write dataset paths relative to this folder (the task file's); absolute otherwise.
+
+    Returns:
+        A validated :class:`Task`.
+
+    Raises:
+        ValueError: no training folder.
+        DatasetError: a folder is not a dataset, or its labels clash (see :func:`joint_labels_from_folders`).
+        TaskError: the resulting task is invalid (e.g. the training folders share no modality).
+    """
+    if not train:
+        raise ValueError("train: at least one training dataset folder is needed, got none")
+    folders = [*train, *test]
+    joint = joint_labels_from_folders(folders)
+    datasets = []
+    for i, ds in enumerate(_datasets(folders, joint)):
+        path = os.path.relpath(ds.path, Path(relative_to).resolve()) if relative_to is not None else ds.path
+        datasets.append(replace(ds, path=path, role="train" if i < len(train) else "test"))
+    root = str(Path(relative_to).resolve()) if relative_to is not None else "."
+    task = Task(name=name, labels=joint, datasets=tuple(datasets), modalities=tuple(modalities or ()), root=root)
     return task.validate()

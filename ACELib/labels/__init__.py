@@ -1,6 +1,7 @@
 """Joint label space: task description, candidate sets, label map conversion."""
 
 from ACELib.labels.candidates import (
+    IGNORE_INDEX,
     annotated_mask,
     candidate_labels,
     candidate_table,
@@ -10,11 +11,22 @@ from ACELib.labels.candidates import (
     joint_values,
     to_joint,
 )
-from ACELib.labels.space import BACKGROUND, DatasetSpec, JointLabel, Task, TaskError, load_task, save_task
+from ACELib.labels.space import (
+    BACKGROUND,
+    IGNORE,
+    DatasetSpec,
+    JointLabel,
+    Task,
+    TaskError,
+    load_task,
+    save_task,
+)
 
 __all__ = [
     "BACKGROUND",
     "DatasetSpec",
+    "IGNORE",
+    "IGNORE_INDEX",
     "JointLabel",
     "Task",
     "TaskError",

@@ -8,13 +8,21 @@ For dataset ``d`` and a voxel whose dataset label maps to joint index ``t``:
 
 These are stored per dataset as a ``(C, C)`` bool *candidate table*: row ``t`` is the candidate set of
 a voxel with joint target ``t``. Rows of labels the dataset never produces are the singleton ``{t}``.
+
+A dataset value mapped to ``"ignore"`` (nnU-Net's ignore label) has every joint label as candidate.
+It gets no row: joint label maps hold :data:`IGNORE_INDEX` there, and every loss, the patch sampler
+and validation Dice leave those voxels out.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ACELib.labels.space import BACKGROUND, DatasetSpec, Task
+from ACELib.labels.space import BACKGROUND, IGNORE, DatasetSpec, Task
+
+IGNORE_INDEX = 255
+"""Joint index of ignore voxels in joint label maps (uint8 on disk and in memory, int64 in batches):
+no loss, no gradient, never a patch centre, not scored. Joint indices proper are ``< 255``."""
 
 
 def annotated_mask(task: Task, ds: DatasetSpec) -> np.ndarray:
@@ -49,20 +57,24 @@ def candidate_table(task: Task, ds: DatasetSpec) -> np.ndarray:
 def candidate_labels(task: Task, ds: DatasetSpec, dataset_value: int) -> tuple[str, ...]:
     """Joint label names a voxel with ``dataset_value`` in dataset ``ds`` may truly have."""
     t = dataset_value_to_joint_index(task, ds)
+    if dataset_value in ds.ignore_values:
+        return task.label_names
     if dataset_value not in t:
         raise ValueError(
             f"dataset {ds.name!r} declares no label value {dataset_value}; "
-            f"its values are {sorted(t)}"
+            f"its values are {sorted([*t, *ds.ignore_values])}"
         )
     row = candidate_table(task, ds)[t[dataset_value]]
     return tuple(lab.name for lab, ok in zip(task.labels, row) if ok)
 
 
 def dataset_value_to_joint_index(task: Task, ds: DatasetSpec) -> dict[int, int]:
-    """Mapping dataset label value -> joint label index (0 -> 0)."""
+    """Mapping dataset label value -> joint label index (0 -> 0); values mapped to ``"ignore"`` are left
+    out (:func:`to_joint` maps them to :data:`IGNORE_INDEX`)."""
     mapping = {0: 0}
     for value, name in ds.labels.items():
-        mapping[value] = task.label_index(name)
+        if name != IGNORE:
+            mapping[value] = task.label_index(name)
     return mapping
 
 
@@ -74,13 +86,15 @@ def to_joint(task: Task, ds: DatasetSpec, label_map: np.ndarray, source: str = "
         source: how to name the input in error messages (e.g. its file name).
 
     Returns:
-        ``(joint, annotated)``: ``joint`` int64 of the same shape, joint indices; ``annotated``
-        ``(C,)`` bool, the labels the dataset annotates.
+        ``(joint, annotated)``: ``joint`` int64 of the same shape, joint indices (:data:`IGNORE_INDEX`
+        at values the dataset maps to ``"ignore"``); ``annotated`` ``(C,)`` bool, the labels the
+        dataset annotates.
 
     Raises:
         ValueError: the map holds a value the dataset does not declare.
     """
     mapping = dataset_value_to_joint_index(task, ds)
+    mapping.update({v: IGNORE_INDEX for v in ds.ignore_values})
     arr = np.asarray(label_map)
     if not np.issubdtype(arr.dtype, np.integer):
         rounded = np.rint(arr)
@@ -125,6 +139,8 @@ def joint_index_from_values(task: Task, value_map: np.ndarray, source: str = "la
 
 __all__ = [
     "BACKGROUND",
+    "IGNORE",
+    "IGNORE_INDEX",
     "annotated_mask",
     "candidate_labels",
     "candidate_table",

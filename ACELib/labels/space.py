@@ -28,6 +28,10 @@ label values to joint label names; value 0 of every dataset is background. ``mod
 are the inputs of the single joint model; by default the modalities common to every training dataset,
 in the order of the first. ``role`` is ``"train"`` (default) or ``"test"``: test datasets are never
 trained on.
+
+A dataset may map one value to the reserved name ``"ignore"`` (nnU-Net's ignore label,
+``{"5": "ignore"}``): its voxels may be any joint label, so losses, sampling and validation leave them
+out (:data:`ACELib.labels.candidates.IGNORE_INDEX`). No joint label may be called ``"ignore"``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from pathlib import Path
 from ACELib.io.strict_json import loads_strict
 
 BACKGROUND = "background"
+IGNORE = "ignore"
+"""Reserved dataset label name (nnU-Net's ignore label): voxels that may be any joint label."""
 ROLES = ("train", "test")
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -93,7 +99,12 @@ class DatasetSpec:
     @property
     def annotated_names(self) -> frozenset[str]:
         """Joint label names this dataset annotates (background included)."""
-        return frozenset({BACKGROUND, *self.labels.values()})
+        return frozenset({BACKGROUND, *self.labels.values()} - {IGNORE})
+
+    @property
+    def ignore_values(self) -> tuple[int, ...]:
+        """Dataset label values mapped to :data:`IGNORE` (voxels that may be any joint label)."""
+        return tuple(sorted(v for v, name in self.labels.items() if name == IGNORE))
 
 
 @dataclass(frozen=True)
@@ -160,12 +171,18 @@ class Task:
             out.append("task 'name' is empty")
         if len(self.labels) < 2:
             out.append(f"'labels' needs background and at least one more label, got {len(self.labels)}")
+        if len(self.labels) > 255:
+            out.append(f"'labels' holds at most 255 joint labels (index 255 marks {IGNORE!r} voxels), "
+                       f"got {len(self.labels)}")
         names: set[str] = set()
         values: set[int] = set()
         for i, lab in enumerate(self.labels):
             where = f"labels[{i}] ({lab.name!r})"
             if not lab.name:
                 out.append(f"{where}: empty name")
+            if lab.name == IGNORE:
+                out.append(f"{where}: {IGNORE!r} is reserved for nnU-Net's ignore label (voxels that may be "
+                           "any joint label); rename the joint label")
             if lab.name in names:
                 out.append(f"{where}: duplicate label name {lab.name!r}")
             if lab.value in values:
@@ -219,21 +236,29 @@ class Task:
             out.append(f"{where}: duplicate modality in {list(ds.modalities)}")
         if ds.role not in ROLES:
             out.append(f"{where}: role must be one of {list(ROLES)}, got {ds.role!r}")
-        if not ds.labels:
+        if not any(name != IGNORE for name in ds.labels.values()):
             out.append(f"{where}: annotates nothing (its 'labels' map no value to a joint label)")
         targets: set[str] = set()
         for value, name in ds.labels.items():
             if value <= 0:
                 out.append(f"{where}: label value {value} must be > 0 (0 is always background)")
+            if name == IGNORE:
+                if name in targets:
+                    out.append(f"{where}: two label values map to {IGNORE!r}")
+                targets.add(name)
+                continue
             if name not in label_names or name == BACKGROUND:
                 out.append(
                     f"{where}: label value {value} maps to unknown joint label {name!r} "
-                    f"(known: {sorted(label_names - {BACKGROUND})})"
+                    f"(known: {sorted(label_names - {BACKGROUND})}, or {IGNORE!r})"
                 )
             if name in targets:
                 out.append(f"{where}: two label values map to joint label {name!r}")
             targets.add(name)
         for name, extra in ds.widen.items():
+            if name == IGNORE:
+                out.append(f"{where}: widen names {IGNORE!r}, whose voxels may already be any joint label")
+                continue
             if name not in targets:
                 out.append(f"{where}: widen names {name!r}, which the dataset does not annotate")
             for e in extra:

@@ -3,7 +3,10 @@
 Policies, stated once for all losses:
 
 * Losses take raw logits ``(B, C, *spatial)`` with at least one spatial dimension and ``C >= 2``;
-  targets are ``(B, *spatial)`` integer joint label indices in ``[0, C)``.
+  targets are ``(B, *spatial)`` integer joint label indices in ``[0, C)``, or
+  :data:`~ACELib.labels.IGNORE_INDEX` (255) at *ignore voxels* (nnU-Net's ignore label: the voxel
+  may be any joint label). Every loss leaves ignore voxels out: no loss, no gradient, not counted
+  in ``"mean"`` (the mean is over the other voxels; 0 when every voxel is ignored), not in Dice sums.
 * Computation happens in float32 with autocast switched off (also under ``torch.autocast``); the
   returned loss is float32 whatever the logits' dtype. Gradients flow back in the logits' dtype.
 * Reductions: ``"mean"`` over all voxels of the batch, ``"sum"``, ``"none"`` (``(B, *spatial)``).
@@ -18,6 +21,8 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+
+from ACELib.labels.candidates import IGNORE_INDEX
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -56,11 +61,27 @@ def check_logits_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     if target.numel() > 0:
         lo, hi = (int(v) for v in torch.aminmax(target))
         if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"target values must be joint label indices in [0, {num_classes}), "
-                f"got values in [{lo}, {hi}]"
-            )
+            outside = (target < 0) | ((target >= num_classes) & (target != IGNORE_INDEX))
+            if lo < 0 or bool(outside.any()):
+                raise ValueError(
+                    f"target values must be joint label indices in [0, {num_classes}), "
+                    f"got values in [{lo}, {hi}] (only {IGNORE_INDEX} may lie outside: ignore voxels)"
+                )
     return target.long()
+
+
+def split_ignore(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Separate ignore voxels from a checked target ``(B, *spatial)``.
+
+    Returns:
+        ``(target, valid)``: the target with ignore voxels set to 0 (so it indexes tables), and
+        ``valid`` ``(B, *spatial)`` bool, False at ignore voxels; ``valid`` is None when no voxel is
+        ignored (the losses then skip all masking).
+    """
+    ignored = target == IGNORE_INDEX
+    if not bool(ignored.any()):
+        return target, None
+    return target.masked_fill(ignored, 0), ~ignored
 
 
 def check_annotated(annotated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -79,14 +100,15 @@ def check_annotated(annotated: torch.Tensor, logits: torch.Tensor) -> torch.Tens
     return annotated
 
 
-def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor,
+                           valid: torch.Tensor | None = None) -> torch.Tensor:
     """Raise when a sample's target holds a label its dataset does not annotate.
 
     Returns:
         ``(B, C)`` float32: the voxel count of each label in each sample's target
-        (:func:`label_counts`).
+        (:func:`label_counts`; only ``valid`` voxels when given).
     """
-    counts = label_counts(target, annotated.shape[1])
+    counts = label_counts(target, annotated.shape[1], valid)
     present = counts > 0
     bad = present & ~annotated
     if bool(bad.any()):
@@ -98,14 +120,17 @@ def check_target_annotated(target: torch.Tensor, annotated: torch.Tensor) -> tor
     return counts
 
 
-def label_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def label_counts(target: torch.Tensor, num_classes: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, C)`` float32 voxel count of each joint label in each sample of ``target`` ``(B, *spatial)``.
 
-    Float counts: exact up to 2**24 voxels per sample, and never 0 once a label occurs.
+    Float counts: exact up to 2**24 voxels per sample, and never 0 once a label occurs. With
+    ``valid`` (``(B, *spatial)`` bool, :func:`split_ignore`) only the valid voxels are counted.
     """
     batch = target.shape[0]
     flat = target.reshape(batch, -1)
     counts = torch.zeros(batch, num_classes, device=target.device)
+    if valid is not None:
+        return counts.scatter_add_(1, flat, valid.reshape(batch, -1).to(counts.dtype))
     return counts.scatter_add_(1, flat, torch.ones(1, 1, device=target.device).expand_as(flat))
 
 
@@ -177,9 +202,21 @@ def _autocast_enabled(device_type: str) -> bool:
 
 
 def reduce_voxel_loss(
-    loss: torch.Tensor, target: torch.Tensor, reduction: str, weight: torch.Tensor | None
+    loss: torch.Tensor, target: torch.Tensor, reduction: str, weight: torch.Tensor | None,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Apply per-class weights (by target class) and the reduction to a ``(B, *spatial)`` voxel loss."""
+    """Apply per-class weights (by target class) and the reduction to a ``(B, *spatial)`` voxel loss.
+
+    ``valid`` (``(B, *spatial)`` bool or None, :func:`split_ignore`): voxels where it is False get
+    weight 0, so they add nothing to the loss or its gradient and ``"mean"`` is over the others.
+    """
+    if valid is not None:
+        voxel_weight = valid.to(loss.dtype) if weight is None else weight[target] * valid.to(loss.dtype)
+        loss = loss * voxel_weight
+        if reduction == "mean":
+            total = voxel_weight.sum()
+            return loss.sum() / total.clamp_min(torch.finfo(total.dtype).tiny)
+        return loss.sum() if reduction == "sum" else loss
     if weight is not None:
         voxel_weight = weight[target]
         loss = loss * voxel_weight

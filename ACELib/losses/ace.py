@@ -30,6 +30,7 @@ from ACELib.losses._common import (
     check_weight,
     float32_region,
     reduce_voxel_loss,
+    split_ignore,
 )
 from ACELib.losses._set_nll import set_nll
 
@@ -88,7 +89,8 @@ def adaptive_cross_entropy(
 
     Args:
         logits: ``(B, C, *spatial)`` raw scores, any floating dtype (computed in float32).
-        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``, 0 = background.
+        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``, 0 = background;
+            ``IGNORE_INDEX`` (255) at ignore voxels, which are left out.
         annotated: ``(B, C)`` bool, which joint labels each sample's dataset annotates
             (``ACELib.labels.annotated_mask``); column 0 (background) is treated as True.
         label_set: ``"dataset"`` (default) or ``"patch"`` (the paper's Eq. 4).
@@ -112,7 +114,7 @@ def adaptive_cross_entropy(
         >>> annotated = torch.ones(2, 5, dtype=torch.bool)
         >>> adaptive_cross_entropy(logits, target, annotated).backward()
     """
-    target = check_logits_target(logits, target)
+    target, valid = split_ignore(check_logits_target(logits, target))
     annotated = check_annotated(annotated, logits)
     if label_set not in LABEL_SETS:
         raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
@@ -125,7 +127,7 @@ def adaptive_cross_entropy(
     candidates = ace_candidates(annotated, label_set, present)
     with float32_region(logits):
         loss = set_nll(logits.float(), target, candidates, in_set)
-        return reduce_voxel_loss(loss, target, reduction, weight)
+        return reduce_voxel_loss(loss, target, reduction, weight, valid)
 
 
 def _present_in_partial_samples(target: torch.Tensor, annotated: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from ACELib.losses._common import (
     check_weight,
     float32_region,
     reduce_voxel_loss,
+    split_ignore,
 )
 from ACELib.losses._set_nll import set_nll
 
@@ -27,7 +28,7 @@ def cross_entropy(
 
     Args:
         logits: ``(B, C, *spatial)`` raw scores, any floating dtype (computed in float32).
-        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``.
+        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)`` (``IGNORE_INDEX``: left out).
         reduction: ``"mean"`` over all voxels of the batch, ``"sum"`` or ``"none"``.
         weight: optional ``(C,)`` float per-class weight; ``"mean"`` is the weighted mean (divided by
             the sum of voxel weights, 0 if that is 0), like ``torch.nn.functional.cross_entropy``.
@@ -39,9 +40,9 @@ def cross_entropy(
         TypeError: an argument is not a tensor.
         ValueError: a shape, dtype, device or value does not fit, or an unknown ``reduction``.
     """
-    target = check_logits_target(logits, target)
+    target, valid = split_ignore(check_logits_target(logits, target))
     check_reduction(reduction)
     weight = check_weight(weight, logits)
     with float32_region(logits):
         loss = set_nll(logits.float(), target, None)
-        return reduce_voxel_loss(loss, target, reduction, weight)
+        return reduce_voxel_loss(loss, target, reduction, weight, valid)

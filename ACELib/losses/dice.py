@@ -7,7 +7,8 @@ Both compare softmax probabilities ``p`` with the one-hot target ``g`` per sampl
     loss    = 1 - mean over the (b, c) pairs taken into account of Dice_bc
 
 Edge-case policy: a class absent from both prediction and target has Dice 1 (``smooth / smooth``);
-a class absent from the target but predicted has Dice close to 0. ``smooth`` must be > 0.
+a class absent from the target but predicted has Dice close to 0. ``smooth`` must be > 0. Ignore
+voxels (target ``IGNORE_INDEX``) are left out of every sum.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ACELib.losses._common import (
     check_target_annotated,
     float32_region,
     label_counts,
+    split_ignore,
 )
 from ACELib.losses._set_nll import full_precision_bmm
 
@@ -82,6 +84,16 @@ def _dice_per_class(
     return _DicePerClass.apply(prob, target, counts.to(prob.dtype), smooth)
 
 
+def _valid_probabilities(logits: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Softmax ``(B, C, N)`` float32 of the logits, 0 at ignore voxels (``valid`` False): they add
+    nothing to the Dice sums, and their logits get no gradient."""
+    batch, num_classes = logits.shape[:2]
+    prob = torch.softmax(logits.float(), dim=1).reshape(batch, num_classes, -1)
+    if valid is not None:
+        prob = prob * valid.reshape(batch, 1, -1).to(prob.dtype)
+    return prob
+
+
 def soft_dice_loss(
     logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5, include_background: bool = True
 ) -> torch.Tensor:
@@ -104,12 +116,13 @@ def soft_dice_loss(
         TypeError: an argument is not a tensor.
         ValueError: a shape, dtype, device or value does not fit, or a bad option.
     """
-    target = check_logits_target(logits, target)
+    target, valid = split_ignore(check_logits_target(logits, target))
     _check_dice_options(smooth, include_background)
     batch, num_classes = logits.shape[:2]
     with float32_region(logits):
-        prob = torch.softmax(logits.float(), dim=1).reshape(batch, num_classes, -1)
-        dice = _dice_per_class(prob, target.reshape(batch, -1), float(smooth))
+        prob = _valid_probabilities(logits, valid)
+        counts = None if valid is None else label_counts(target, num_classes, valid)
+        dice = _dice_per_class(prob, target.reshape(batch, -1), float(smooth), counts)
         if not include_background:
             dice = dice[:, 1:]
         return 1.0 - dice.mean()
@@ -150,13 +163,13 @@ def marginal_dice_loss(
         ValueError: a shape, dtype, device or value does not fit, a bad option, or a target label
             that its sample's dataset does not annotate.
     """
-    target = check_logits_target(logits, target)
+    target, valid = split_ignore(check_logits_target(logits, target))
     annotated = check_annotated(annotated, logits)
     _check_dice_options(smooth, include_background)
-    counts = check_target_annotated(target, annotated)
+    counts = check_target_annotated(target, annotated, valid)
     batch, num_classes = logits.shape[:2]
     with float32_region(logits):
-        prob = torch.softmax(logits.float(), dim=1).reshape(batch, num_classes, -1)
+        prob = _valid_probabilities(logits, valid)
         # merged = M_b @ p: row 0 sums background and the labels the sample's dataset does not
         # annotate, row c > 0 keeps an annotated label and is 0 for the others.
         merge = torch.diag_embed(annotated.to(prob.dtype))

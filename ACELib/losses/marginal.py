@@ -23,6 +23,7 @@ from ACELib.losses._common import (
     check_weight,
     float32_region,
     reduce_voxel_loss,
+    split_ignore,
 )
 from ACELib.losses._set_nll import masked_logsumexp, set_nll
 
@@ -40,7 +41,8 @@ def marginal_cross_entropy(
 
     Args:
         logits: ``(B, C, *spatial)`` raw scores, any floating dtype (computed in float32).
-        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``, 0 = background.
+        target: ``(B, *spatial)`` int64 joint label indices in ``[0, C)``, 0 = background;
+            ``IGNORE_INDEX`` (255) at ignore voxels, which are left out (their candidate set is every label).
         candidates: ``(B, C, C)`` bool; ``candidates[b, t, j]`` is True when a voxel of sample ``b``
             with target ``t`` may truly be label ``j`` (stack ``ACELib.labels.candidate_table`` of each
             sample's dataset). ``candidates[b, t, t]`` must be True.
@@ -55,10 +57,10 @@ def marginal_cross_entropy(
         TypeError: an argument is not a tensor.
         ValueError: a shape, dtype, device or value does not fit (the message names the parameter).
     """
-    target = check_logits_target(logits, target)
+    target, valid = split_ignore(check_logits_target(logits, target))
     check_candidates(candidates, logits)
     check_reduction(reduction)
     weight = check_weight(weight, logits)
     with float32_region(logits):
         loss = set_nll(logits.float(), target, candidates)  # -log P(candidate set) per voxel
-        return reduce_voxel_loss(loss, target, reduction, weight)
+        return reduce_voxel_loss(loss, target, reduction, weight, valid)

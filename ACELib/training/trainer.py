@@ -34,7 +34,7 @@ from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
 from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
 from ACELib.io.atomic import atomic_write_text
-from ACELib.labels import DatasetSpec, Task
+from ACELib.labels import IGNORE, IGNORE_INDEX, DatasetSpec, Task
 from ACELib.losses import build_loss
 from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig
 from ACELib.progress import Progress
@@ -97,7 +97,7 @@ def plan_members(task: Task, config: TrainConfig) -> list[MemberPlan]:
         return [MemberPlan("joint", task.train_datasets, modalities, tuple(range(task.num_classes)), config.loss)]
     plans = []
     for ds in task.train_datasets:
-        classes = (0, *sorted(task.label_index(n) for n in ds.labels.values()))
+        classes = (0, *sorted(task.label_index(n) for n in ds.labels.values() if n != IGNORE))
         plans.append(MemberPlan(ds.name, (ds,), ds.modalities, classes, "ce"))
     return plans
 
@@ -290,7 +290,8 @@ def _local_tables(plan: MemberPlan, num_joint: int):
     """Joint -> member class lookup, or None when the member predicts every joint label."""
     if plan.classes == tuple(range(num_joint)):
         return None
-    lut = torch.zeros(num_joint, dtype=torch.int64)
+    lut = torch.zeros(max(num_joint, IGNORE_INDEX + 1), dtype=torch.int64)
+    lut[IGNORE_INDEX] = IGNORE_INDEX  # ignore voxels stay ignored
     for i, c in enumerate(plan.classes):
         lut[c] = i
     return lut

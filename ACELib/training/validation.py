@@ -14,6 +14,7 @@ import torch
 
 from ACELib.data.loading import LoadedDataset
 from ACELib.inference.sliding_window import sliding_window_logits
+from ACELib.labels import IGNORE_INDEX
 
 
 def to_dataset_view(pred: np.ndarray, annotated: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -30,7 +31,11 @@ def to_dataset_view(pred: np.ndarray, annotated: np.ndarray, candidates: np.ndar
 
 
 def dice_scores(pred: np.ndarray, target: np.ndarray, classes: Sequence[int]) -> dict[int, float]:
-    """Dice per class; classes absent from both maps are left out."""
+    """Dice per class; classes absent from both maps are left out, and so are ignore voxels
+    (target :data:`ACELib.labels.IGNORE_INDEX`), whatever is predicted there."""
+    scored = target != IGNORE_INDEX
+    if not scored.all():
+        pred, target = pred[scored], target[scored]
     out = {}
     for c in classes:
         p, t = pred == c, target == c
