@@ -29,7 +29,7 @@ from ACELib.training import train
 log = logging.getLogger(__name__)
 DEMO_COUNTS = (5, 30, 3)
 DEMO_METHODS = ("ace", "naive-ce")
-DEMO_ITERATIONS = 600  # about 3.5 min for both methods on 2 idle cores
+DEMO_ITERATIONS = 400  # cpu profile network; both methods together in about 4 min on 2 idle cores
 DEMO_THREADS = 2
 
 
