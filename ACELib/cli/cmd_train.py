@@ -64,6 +64,11 @@ def add_arguments(p) -> None:
                    "than RAM; built once, reused while the sources and settings are unchanged)")
     p.add_argument("--workers", type=int, help=f"processes drawing patches (default {d.num_workers}: in the training process)")
     p.add_argument("--multi-unet", action="store_true", help="train one network per dataset with CE (baseline)")
+    p.add_argument("--hetero-modal", action="store_true",
+                   help="one network over the union of the datasets' modalities, each sample with its own "
+                        "(per-modality stems fused by mean and variance; docs/hetero_modal.md)")
+    p.add_argument("--modality-dropout", type=float, metavar="P",
+                   help=f"with --hetero-modal: chance of dropping each present modality (default {d.modality_dropout})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
@@ -72,7 +77,7 @@ _OPTIONS = {  # argparse destination -> TrainConfig field
     "base_channels": "base_channels", "depth": "depth", "lr": "learning_rate", "lr_schedule": "lr_schedule",
     "warmup": "warmup_steps", "val_fraction": "validation_fraction", "val_interval": "validation_interval",
     "checkpoint_interval": "checkpoint_interval", "seed": "seed", "device": "device", "threads": "num_threads",
-    "cache": "cache_dir", "workers": "num_workers",
+    "cache": "cache_dir", "workers": "num_workers", "modality_dropout": "modality_dropout",
 }
 
 
@@ -83,6 +88,8 @@ def config_from_args(args) -> TrainConfig:
         overrides["amp"] = False
     if args.multi_unet:
         overrides["multi_unet"] = True
+    if args.hetero_modal:
+        overrides["hetero_modal"] = True
     base = profile_config(args.profile)
     if args.spacing:
         overrides["preprocessing"] = replace(base.preprocessing, spacing=tuple(args.spacing))

@@ -63,6 +63,8 @@ def test_profile_settings_and_explicit_options_override_them():
     cfg = cmd_train.config_from_args(_args("--domain-randomization", "0.5"))
     assert cfg.profile is None and cfg.augmentation.domain_randomization == 0.5
     assert cmd_train.config_from_args(_args()) == TrainConfig()
+    cfg = cmd_train.config_from_args(_args("--hetero-modal", "--modality-dropout", "0.3"))
+    assert cfg.hetero_modal and cfg.modality_dropout == 0.3
 
 
 def test_profile_and_augmentation_round_trip_through_config_json():
