@@ -36,8 +36,9 @@ def bundle(scenario: str, results: Path, out: Path, method: str = "ace", seed: i
     dice = _mean_dice(results / "evaluation" / f"{method}_seed{seed}.csv")
     shifted_csv = results / "evaluation" / "shifted" / f"{method}_seed{seed}.csv"
     shifted = _mean_dice(shifted_csv) if shifted_csv.exists() else None
-    readme = (results / "README.md").read_text().splitlines()
-    command = next((line.strip() for line in readme if line.strip().startswith("ace benchmark")), "ace benchmark")
+    readme = (results / "README.md").read_text().splitlines() if (results / "README.md").exists() else []
+    command = next((line.strip() for line in readme if line.strip().startswith("ace benchmark")),
+                   f"ace benchmark --scenario {scenario} --profile cpu --head 0.5")
     model_id, name, title = ENTRIES[scenario]
     shutil.copyfile(model, out / name)
     return {"id": model_id, "name": title, "file": name, "sha256": sha256_of(out / name), "scenario": scenario,

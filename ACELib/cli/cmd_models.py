@@ -27,6 +27,10 @@ def describe(model: BundledModel, verify: bool = False) -> list[str]:
         f"  SHA-256     {model.sha256}",
         f"  Dice        {dice}" + (" (phantom test set)" if model.dice else ""),
     ]
+    shifted = model.info.get("shifted_test_dice")
+    if shifted:
+        lines.append("  Dice        " + ", ".join(f"{k} {float(v):.3f}" for k, v in shifted.items())
+                     + " (shifted-scanner, skull-on, thick-slice test set)")
     if verify and size is not None:
         from ACELib.inference.model_file import sha256_of
 
