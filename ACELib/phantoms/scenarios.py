@@ -210,13 +210,7 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
     """
     sc = get_scenario(scenario)
     counts = _check_counts(sc, counts)
-    _check_seed(seed)
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if isinstance(shifted, bool) or not isinstance(shifted, (int, np.integer)) or shifted < 0:
-        raise ValueError(f"shifted must be a non-negative number of cases, got {shifted!r}")
-    if not isinstance(head, (int, float)) or not 0.0 <= float(head) <= 1.0:
-        raise ValueError(f"head must be a probability in [0, 1], got {head!r}")
+    _check_options(seed, workers, shifted, head)
     spacing = float(PROFILES["quick" if quick else "full"] if spacing is None else spacing)
     plans = dataset_plans(sc, shifted > 0)
     counts = (*counts, int(shifted)) if shifted else counts
@@ -228,25 +222,7 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
         values = _dataset_label_values(sc, plan)
         write_dataset_info(out / plan.folder, plan.modalities, {"background": 0, **values}, count, name=plan.folder)
         jobs.extend((sc.name, index, i, spacing, int(seed), str(out), overwrite, float(head)) for i in range(count))
-    infos: dict[tuple[int, int], dict] = {}
-
-    def report(job, info) -> None:
-        infos[job[1], job[2]] = info
-        if progress is not None:
-            progress(len(infos), len(jobs), f"{plans[job[1]].folder} {_case_name(sc, job[1], job[2])}")
-
-    if workers == 1 or len(jobs) < 2:
-        for job in jobs:
-            report(job, _write_case(job))
-    else:
-        import concurrent.futures
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            futures = {pool.submit(_write_case, job): job for job in jobs}
-            for future in concurrent.futures.as_completed(futures):
-                report(futures[future], future.result())
+    infos = _run_jobs(sc, plans, jobs, workers, progress)
     record: dict = {"scenario": sc.name, "seed": int(seed), "spacing_mm": spacing, "head_probability": float(head),
                     "shape_dhw": list(template.shape), "counts": {p.name: c for p, c in zip(plans, counts)},
                     "datasets": {}}
@@ -260,6 +236,41 @@ def make_scenario(scenario: str, out_dir: str | os.PathLike, *, quick: bool = Fa
     task_path = out / TASK_FILE
     save_task(task, task_path)
     return task_path
+
+
+def _check_options(seed, workers, shifted, head) -> None:
+    _check_seed(seed)
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(shifted, bool) or not isinstance(shifted, (int, np.integer)) or shifted < 0:
+        raise ValueError(f"shifted must be a non-negative number of cases, got {shifted!r}")
+    if not isinstance(head, (int, float)) or not 0.0 <= float(head) <= 1.0:
+        raise ValueError(f"head must be a probability in [0, 1], got {head!r}")
+
+
+def _run_jobs(sc: Scenario, plans: Sequence[DatasetPlan], jobs: list[tuple], workers: int,
+              progress: ProgressFn | None) -> dict[tuple[int, int], dict]:
+    """Write every case (in ``workers`` processes); returns ``{(dataset index, case): generation record}``."""
+    infos: dict[tuple[int, int], dict] = {}
+
+    def report(job, info) -> None:
+        infos[job[1], job[2]] = info
+        if progress is not None:
+            progress(len(infos), len(jobs), f"{plans[job[1]].folder} {_case_name(sc, job[1], job[2])}")
+
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            report(job, _write_case(job))
+        return infos
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(_write_case, job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            report(futures[future], future.result())
+    return infos
 
 
 def _case_name(sc: Scenario, index: int, case: int) -> str:
