@@ -34,7 +34,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("ace", "ACE (dataset labels)", "ace"),
     Method("ace+dice", "ACE + marginal Dice", "ace+dice"),
     Method("marginal", "Marginal CE (widened labels)", "marginal"),
-    Method("ace-hetero", "ACE, hetero-modal", "ace", hetero_modal=True, conditions=(("T1",),)),
+    Method("ace-hetero", "ACE + marginal Dice, hetero-modal", "ace+dice", hetero_modal=True, conditions=(("T1",),)),
 )}
 DEFAULT_METHODS = ("multi-unet", "naive-ce", "naive-dice", "ace-patch", "ace", "ace+dice")
 """The paper's comparison (plus ACE + marginal Dice); ``marginal`` (which also reads an anatomy

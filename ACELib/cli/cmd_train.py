@@ -18,7 +18,7 @@ from ACELib.training.distributed import distributed_session
 from ACELib.training.schedule import SCHEDULES
 
 NAME = "train"
-HELP = "train one network on partially labelled datasets (ACE loss by default)"
+HELP = "train one network on partially labelled datasets (ACE + marginal Dice loss by default)"
 DESCRIPTION = (HELP + ". The run folder gets model.safetensors (best validation Dice), model_last.safetensors, "
                "log.csv, curves.png and a resumable checkpoint. SIGINT/SIGTERM, or a file named "
                f"{STOP_FILE} created in the run folder, stop after the current step and save a checkpoint (exit "

@@ -42,7 +42,7 @@ class TrainConfig:
         profile: the name of the profile the settings came from (``ace train --profile``), or None.
     """
 
-    loss: str = "ace"
+    loss: str = "ace+dice"
     iterations: int = 2000
     batch_size: int = 7
     patch_size: int = 32

@@ -370,7 +370,7 @@ class ACESegmentationLogic(_LogicBase):
     # ------------------------------------------------------------------ training
     @staticmethod
     def prepareTraining(folders: Sequence[str | os.PathLike], labels: Sequence[JointLabel],
-                        runDir: str | os.PathLike, modalities: Sequence[str] | None = None, loss: str = "ace",
+                        runDir: str | os.PathLike, modalities: Sequence[str] | None = None, loss: str = "ace+dice",
                         iterations: int = 2000, resume: bool = False, device: str = "auto",
                         python: str | None = None) -> TrainingPlan:
         """Write the task of the dataset folders into ``runDir`` and build the ``ace train`` command.

@@ -34,6 +34,6 @@ class ACESegmentationParameterNode:
     caseName: str = ""
     annotated: Annotated[str, Choice(list(ANNOTATION_MODES))] = "all"
     datasetFolders: list[str]
-    loss: Annotated[str, Choice(list(training_process.LOSSES))] = "ace"
+    loss: Annotated[str, Choice(list(training_process.LOSSES))] = "ace+dice"
     iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
     runFolder: str = ""

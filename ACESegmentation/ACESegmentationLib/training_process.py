@@ -184,7 +184,7 @@ def writeTask(runDir: str | os.PathLike, folders: Sequence[str | os.PathLike], l
     return path
 
 
-def trainCommand(python: str, taskPath: str | os.PathLike, runDir: str | os.PathLike, loss: str = "ace",
+def trainCommand(python: str, taskPath: str | os.PathLike, runDir: str | os.PathLike, loss: str = "ace+dice",
                  iterations: int = 2000, resume: bool = False, device: str = "auto",
                  extra: Sequence[str] = ()) -> list[str]:
     """The ``ace train`` command line, run as ``python -m ACELib.cli.main train ...``.

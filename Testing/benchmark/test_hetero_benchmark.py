@@ -15,7 +15,7 @@ TINY = Profile("tiny", True, TrainConfig(iterations=2, batch_size=2, patch_size=
 def test_the_method_trains_a_hetero_modal_ace_model():
     (method,) = get_methods(["ace-hetero"])
     cfg = method_config(TINY, method, seed=1)
-    assert method.title == "ACE, hetero-modal" and cfg.hetero_modal and cfg.loss == "ace" and cfg.seed == 1
+    assert method.title == "ACE + marginal Dice, hetero-modal" and cfg.hetero_modal and cfg.loss == "ace+dice" and cfg.seed == 1
     assert method.conditions == (("T1",),)
 
 
@@ -41,7 +41,7 @@ def test_tumour_benchmark_reports_all_modalities_and_t1_alone(tmp_path, monkeypa
     assert len(list((out / "predictions/ace-hetero@T1/seed0").glob("*.nii.gz"))) == 2
     assert (out / "evaluation/ace-hetero@T1_seed0.csv").exists()
     table = (out / "table1.md").read_text()
-    assert "| ACE, hetero-modal |" in table and "| ace-hetero@T1 |" in table and "tumor" in table
+    assert "| ACE + marginal Dice, hetero-modal |" in table and "| ace-hetero@T1 |" in table and "tumor" in table
     stamp = (out / "evaluation/ace-hetero@T1_seed0.csv").stat().st_mtime_ns
     run_benchmark("tumor", tmp_path, TINY, seeds=[0], methods=["ace-hetero"], device="cpu")
     assert (out / "evaluation/ace-hetero@T1_seed0.csv").stat().st_mtime_ns == stamp  # kept on resume

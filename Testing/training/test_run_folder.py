@@ -15,7 +15,7 @@ from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
 from ACELib.training.lock import LOCK_NAME, RunLock, RunLockedError
 
-CFG = TrainConfig(loss="ace", iterations=2, batch_size=2, patch_size=8, base_channels=2, depth=2,
+CFG = TrainConfig(loss="ace+dice", iterations=2, batch_size=2, patch_size=8, base_channels=2, depth=2,
                   validation_interval=2, checkpoint_interval=2, device="cpu")
 TINY = ["--iterations", "2", "--batch-size", "2", "--patch-size", "8", "--base-channels", "2", "--depth", "2",
         "--val-interval", "2", "--checkpoint-interval", "2", "--device", "cpu"]
