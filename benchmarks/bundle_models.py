@@ -1,13 +1,15 @@
 """Copy the ACE models of `ace benchmark --quick` runs into ACELib/models (package data) with a catalogue.
 
-The bundled models are the benchmark's "ACE (dataset labels)" networks trained with seed 0, one per
-scenario: tissue + WMH from T1 and FLAIR, tissue + edema/tumour from T1. The catalogue records, per
+The bundled models are networks of the benchmark trained with seed 0 and the default loss (ACE +
+marginal Dice): tissue + WMH from T1 and FLAIR, tissue + edema/tumour from T1, and (when the tumour
+run has the hetero-modal method) tissue + edema/tumour from any of T1, T1c, T2, FLAIR. The catalogue records, per
 model, its SHA-256 (verified before loading), the command that trained it, and its Dice (mean over
 test cases, from the benchmark's evaluation) on (a) the phantom joint test set of its scenario and
 (b) the shifted-scanner test set (skull-on when the benchmark ran with --head, thick slices, a
 contrast spread three times the training scanners').
 
-    python benchmarks/bundle_models.py --wmh RESULTS/wmh --tumor RESULTS/tumor [--out ACELib/models]
+    python benchmarks/bundle_models.py --wmh RESULTS/wmh --tumor RESULTS/tumor [--method ace+dice]
+        [--hetero ace-hetero] [--out ACELib/models]
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from ACELib.inference import read_model_file, sha256_of
 from ACELib.io.atomic import atomic_write_text
 from ACELib.metrics import read_evaluation
 
-ENTRIES = {  # scenario -> (id for `ace predict --model`, file, title)
+ENTRIES = {  # entry -> (id for `ace predict --model`, file, title)
     "wmh": ("wmh-t1-flair", "ace_wmh_t1_flair.safetensors", "Tissue + WMH (T1, FLAIR) - trained on phantoms"),
     "tumor": ("tumor-t1", "ace_tumor_t1.safetensors", "Tissue + tumour/edema (T1) - trained on phantoms"),
+    "tumor-hetero": ("tumor-any", "ace_tumor_any.safetensors",
+                     "Tissue + tumour/edema (any of T1, T1c, T2, FLAIR) - trained on phantoms"),
 }
 
 
-def bundle(scenario: str, results: Path, out: Path, method: str = "ace", seed: int = 0) -> dict:
+def bundle(entry: str, results: Path, out: Path, method: str = "ace+dice", seed: int = 0) -> dict:
+    """Copy ``results/runs/<method>/seed<seed>/model.safetensors`` into ``out`` as ``entry``; its catalogue row."""
     model = results / "runs" / method / f"seed{seed}" / "model.safetensors"
     meta, _ = read_model_file(model)  # refuse anything that is not a valid model file
     dice = _mean_dice(results / "evaluation" / f"{method}_seed{seed}.csv")
@@ -38,10 +43,11 @@ def bundle(scenario: str, results: Path, out: Path, method: str = "ace", seed: i
     shifted = _mean_dice(shifted_csv) if shifted_csv.exists() else None
     readme = (results / "README.md").read_text().splitlines() if (results / "README.md").exists() else []
     command = next((line.strip() for line in readme if line.strip().startswith("ace benchmark")),
-                   f"ace benchmark --scenario {scenario} --profile cpu --head 0.5")
-    model_id, name, title = ENTRIES[scenario]
+                   f"ace benchmark --scenario {entry.split('-')[0]} --profile cpu --head 0.5")
+    model_id, name, title = ENTRIES[entry]
     shutil.copyfile(model, out / name)
-    return {"id": model_id, "name": title, "file": name, "sha256": sha256_of(out / name), "scenario": scenario,
+    return {"id": model_id, "name": title, "file": name, "sha256": sha256_of(out / name),
+            "scenario": entry.split("-")[0], "modality_subsets": meta.modality_subsets,
             "modalities": list(meta.modalities), "labels": [lab.name for lab in meta.labels],
             "trained_by": f"{command}  (model: runs/{method}/seed{seed}/model.safetensors)",
             "phantom_test_dice": dice, **({"shifted_test_dice": shifted} if shifted else {}),
@@ -59,10 +65,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wmh", type=Path, required=True, help="results folder of ace benchmark --scenario wmh --quick")
     ap.add_argument("--tumor", type=Path, required=True, help="results folder of ace benchmark --scenario tumor --quick")
+    ap.add_argument("--method", default="ace+dice", help="benchmark method of the single-input models")
+    ap.add_argument("--hetero", default=None, help="benchmark method of the hetero-modal tumour model "
+                    "(e.g. ace-hetero; default: none bundled)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "ACELib" / "models")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    models = [bundle("wmh", args.wmh, args.out), bundle("tumor", args.tumor, args.out)]
+    models = [bundle("wmh", args.wmh, args.out, args.method), bundle("tumor", args.tumor, args.out, args.method)]
+    if args.hetero:
+        models.append(bundle("tumor-hetero", args.tumor, args.out, args.hetero))
     atomic_write_text(args.out / "catalogue.json", json.dumps({"models": models}, indent=2) + "\n")
     for m in models:
         print(f"{m['file']}: sha256 {m['sha256']}, phantom test Dice {m['phantom_test_dice']}, "

@@ -15,13 +15,22 @@ def add_arguments(p) -> None:
     p.add_argument("--verify", action="store_true", help="also compute each file's SHA-256 and compare it")
 
 
+def _subset_note(rule) -> str:
+    """How many of its modalities a model needs, from its catalogue entry's ``modality_subsets``."""
+    if rule == "any":
+        return "  (any non-empty subset: `ace predict --modalities`)"
+    if isinstance(rule, list) and rule:
+        return "  (or one of the subsets " + ", ".join("+".join(s) for s in rule) + ")"
+    return ""
+
+
 def describe(model: BundledModel, verify: bool = False) -> list[str]:
     """The lines `ace models` prints for one model."""
     size = model.size_bytes
     dice = ", ".join(f"{k} {float(v):.3f}" for k, v in model.dice.items()) or "not measured"
     lines = [
         f"{model.id}  {model.name}",
-        f"  modalities  {', '.join(model.modalities) or '?'}",
+        f"  modalities  {', '.join(model.modalities) or '?'}" + _subset_note(model.info.get("modality_subsets")),
         f"  labels      {', '.join(model.labels) or '?'}",
         f"  size        {'missing file ' + str(model.path) if size is None else f'{size / 1024:.0f} kB'}",
         f"  SHA-256     {model.sha256}",

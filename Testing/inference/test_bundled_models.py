@@ -119,3 +119,18 @@ def test_predict_by_name_always_verifies_the_checksum(tmp_path, monkeypatch, cap
                  "--out", str(tmp_path / "seg.nii.gz")])
     assert code == 2 and "the file is corrupt or not the one that was published" in capsys.readouterr().err
     assert not (tmp_path / "seg.nii.gz").exists()
+
+
+@pytest.mark.parametrize("rule, says", [("any", "any non-empty subset"), ([["T1"], ["T1", "FLAIR"]], "T1+FLAIR"),
+                                        ("all", None), (None, None)])
+def test_ace_models_says_which_modalities_a_model_needs(tmp_path, rule, says):
+    from ACELib.cli.cmd_models import describe
+
+    (tmp_path / "m.safetensors").write_bytes(b"weights")
+    entry = {"name": "M", "file": "m.safetensors", "sha256": sha256_of(tmp_path / "m.safetensors"),
+             "modalities": ["T1", "FLAIR"], **({} if rule is None else {"modality_subsets": rule})}
+    (tmp_path / "catalogue.json").write_text(json.dumps({"models": [entry]}))
+    (m,) = read_catalogue(tmp_path)
+    line = describe(m)[1]
+    assert line.startswith("  modalities  T1, FLAIR")
+    assert (says in line) if says else line == "  modalities  T1, FLAIR"
