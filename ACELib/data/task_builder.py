@@ -33,7 +33,7 @@ def write_sidecar(folder: str | os.PathLike, annotated: Sequence[str], joint_lab
     """Write ``ace_dataset.json`` (atomically) and return its path."""
     data = {
         "annotated": list(annotated),
-        "joint_labels": [{"name": lab.name, "value": lab.value, "color": lab.hex_color} for lab in joint_labels],
+        "joint_labels": [lab.to_dict() for lab in joint_labels],
     }
     if widen:
         data["widen"] = {k: list(v) for k, v in widen.items()}

@@ -148,7 +148,7 @@ class ModelMetadata:
             "format_version": FORMAT_VERSION,
             "acelib_version": self.acelib_version,
             "task_name": self.task_name,
-            "labels": [{"name": lab.name, "value": lab.value, "color": lab.hex_color} for lab in self.labels],
+            "labels": [lab.to_dict() for lab in self.labels],
             "modalities": list(self.modalities),
             "members": [m.to_dict() for m in self.members],
             "preprocessing": self.preprocessing.to_dict(),
@@ -176,9 +176,8 @@ class ModelMetadata:
                 f"{source}: model format version {d['format_version']} is newer than this ACELib "
                 f"({ACELib.__version__}) supports ({FORMAT_VERSION}); update ACELib"
             )
-        labels = tuple(JointLabel(e["name"], int(e["value"]), tuple(int(e["color"][i:i + 2], 16) for i in (1, 3, 5)))
-                       for e in d["labels"])
-        return cls(labels=labels, members=tuple(MemberSpec.from_dict(m) for m in d["members"]),
+        return cls(labels=tuple(JointLabel.from_dict(e) for e in d["labels"]),
+                   members=tuple(MemberSpec.from_dict(m) for m in d["members"]),
                    preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
                    patch_size=tuple(d.get("patch_size", (32, 32, 32))), task_name=d.get("task_name", ""),
                    training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"),

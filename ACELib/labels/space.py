@@ -74,6 +74,21 @@ class JointLabel:
     def hex_color(self) -> str:
         return "#{:02x}{:02x}{:02x}".format(*self.color)
 
+    def to_dict(self) -> dict:
+        """``{"name", "value", "color": "#rrggbb"}``: how task, model and dataset files write a label."""
+        return {"name": self.name, "value": self.value, "color": self.hex_color}
+
+    @classmethod
+    def from_dict(cls, entry: Mapping) -> JointLabel:
+        """The label of a ``{"name", "value", "color"}`` entry (colour ``"#rrggbb"`` or ``[r, g, b]``,
+        grey when absent).
+
+        Raises:
+            KeyError: no name or value. TypeError, ValueError: a value that is not an integer, or a
+                colour that is neither form.
+        """
+        return cls(str(entry["name"]), _integer(entry["value"], "value"), parse_color(entry.get("color", "#808080")))
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -282,7 +297,7 @@ class Task:
     def to_dict(self) -> dict:
         d: dict = {
             "name": self.name,
-            "labels": [{"name": lab.name, "value": lab.value, "color": lab.hex_color} for lab in self.labels],
+            "labels": [lab.to_dict() for lab in self.labels],
         }
         if self.modalities:
             d["modalities"] = list(self.modalities)
@@ -318,8 +333,7 @@ class Task:
         labels = []
         for i, e in enumerate(_as_list(data["labels"], f"{source}: 'labels'")):
             try:
-                labels.append(JointLabel(str(e["name"]), _integer(e["value"], "value"),
-                                         _parse_color(e.get("color", "#808080"))))
+                labels.append(JointLabel.from_dict(e))
             except (KeyError, TypeError, ValueError) as exc:
                 raise TaskError(f"{source}: labels[{i}] = {e!r} is not {{name, value, color}}: {exc}") from None
         datasets = []
@@ -403,7 +417,12 @@ def _as_list(value, what: str) -> Sequence:
     return value
 
 
-def _parse_color(value) -> tuple[int, int, int]:
+def parse_color(value) -> tuple[int, int, int]:
+    """RGB in 0..255 of a colour written ``"#rrggbb"`` or ``[r, g, b]``.
+
+    Raises:
+        ValueError: neither form.
+    """
     if isinstance(value, str):
         if not _HEX_COLOR.match(value):
             raise ValueError(f"color {value!r} is not '#rrggbb'")

@@ -120,5 +120,4 @@ def jointLabelsOf(info: dict):
     """The joint labels (``ACELib.labels.JointLabel``) described by :func:`readModelInfo`'s result."""
     from ACELib.labels import JointLabel
 
-    return tuple(JointLabel(str(e["name"]), int(e["value"]), tuple(int(e["color"][i:i + 2], 16) for i in (1, 3, 5)))
-                 for e in info["labels"])
+    return tuple(JointLabel.from_dict(e) for e in info["labels"])
