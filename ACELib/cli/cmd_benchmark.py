@@ -54,6 +54,6 @@ def run(args) -> int:
                         counts=args.counts, device=args.device, command=command, jobs=args.jobs, shifted=shifted, head=args.head,
                         report_only=args.report_only,
                         progress_factory=lambda desc: ProgressBar(desc))
-    print((out / "table1.md").read_text())
+    print((out / "table1.md").read_text(encoding="utf-8"))
     print(f"results in {out}")
     return 0

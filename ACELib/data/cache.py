@@ -109,7 +109,7 @@ def open_entry(entry: str | os.PathLike) -> CachedCase:
     meta_path = entry / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{str(entry)!r} is not a cache entry (no meta.json)")
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     # copy-on-write: pages are shared and read lazily like "r", but the array reports itself writable,
     # so torch.from_numpy (validation) takes it without a warning; a write would stay in this process
     image = np.load(entry / "image.npy", mmap_mode="c")
@@ -124,7 +124,7 @@ def open_entry(entry: str | os.PathLike) -> CachedCase:
 
 def _read_key(entry: Path) -> str | None:
     try:
-        return json.loads((entry / "meta.json").read_text()).get("key")
+        return json.loads((entry / "meta.json").read_text(encoding="utf-8")).get("key")
     except (OSError, ValueError):
         return None
 
@@ -150,7 +150,7 @@ def build_entry(task: Task, ds: DatasetSpec, case: Case, modalities: Sequence[st
             "preprocessing": prep.to_dict(),
             "sources": [str(p) for p in (*case.image_paths, case.label_path) if p is not None],
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         _install(tmp, entry, key)
     finally:
         if tmp.exists():

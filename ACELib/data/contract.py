@@ -91,7 +91,7 @@ def read_dataset_info(folder: str | os.PathLike) -> DatasetInfo:
     if not path.is_file():
         raise DatasetError(f"{str(path)!r} does not exist (a dataset folder needs a dataset.json)")
     try:
-        data = loads_strict(path.read_text(), f"{str(path)!r}")
+        data = loads_strict(path.read_text(encoding="utf-8"), f"{str(path)!r}")
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
     if not isinstance(data, dict):

@@ -54,7 +54,7 @@ def read_sidecar(folder: str | os.PathLike) -> dict | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -438,7 +438,7 @@ def load_task(path: str | os.PathLike) -> Task:
     if not path.is_file():
         raise FileNotFoundError(f"task file {str(path)!r} does not exist")
     try:
-        data = loads_strict(path.read_text(), f"task file {str(path)!r}")
+        data = loads_strict(path.read_text(encoding="utf-8"), f"task file {str(path)!r}")
     except ValueError as exc:
         raise TaskError(str(exc)) from None
     return Task.from_dict(data, root=path.parent, source=f"task file {str(path)!r}")

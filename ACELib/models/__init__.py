@@ -61,7 +61,7 @@ def read_catalogue(folder: str | os.PathLike = MODELS_DIR) -> list[BundledModel]
     if not path.is_file():
         return []
     try:
-        items = json.loads(path.read_text())["models"]
+        items = json.loads(path.read_text(encoding="utf-8"))["models"]
         out = []
         for i, item in enumerate(items):
             missing = [k for k in ("name", "file", "sha256") if not item.get(k)]

@@ -54,7 +54,7 @@ class RunLock:
             except FileExistsError:
                 self._take_over_if_stale()
                 continue
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(owner)
             self._held = True
             return self
@@ -63,7 +63,7 @@ class RunLock:
 
     def _take_over_if_stale(self) -> None:
         try:
-            holder = json.loads(self.path.read_text() or "{}")
+            holder = json.loads(self.path.read_text(encoding="utf-8") or "{}")
         except FileNotFoundError:
             return  # released meanwhile: try again
         except (OSError, ValueError):

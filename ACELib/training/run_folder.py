@@ -56,13 +56,13 @@ def check_run_dir(task: Task, run_dir: Path, config: TrainConfig, resume: bool) 
             raise FileExistsError(f"{str(run_dir)!r} already holds a training run; pass resume=True (--resume) "
                                   "to continue it or choose another folder")
         return  # a start that failed before its first checkpoint: it is started afresh
-    saved = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    saved = TrainConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
     conflicts = config.resume_conflicts(saved)
     if conflicts:
         raise ValueError(f"cannot resume {str(run_dir)!r} with other settings: " + "; ".join(conflicts))
     task_path = run_dir / "task.json"
     if task_path.exists():
-        changes = task_changes(json.loads(task_path.read_text()), _run_task_dict(task))
+        changes = task_changes(json.loads(task_path.read_text(encoding="utf-8")), _run_task_dict(task))
         if changes:
             raise ValueError(f"cannot resume {str(run_dir)!r} with another task: " + "; ".join(changes)
                              + "; the run's task is in task.json; train the new task in a new folder")

@@ -160,7 +160,7 @@ def exportCase(folder: str | Path, caseName: str, image: np.ndarray, geometry: G
 def _updateNumTraining(folder: Path, count: int) -> None:
     """Set ``numTraining`` in ``dataset.json``, keeping every other key as it was."""
     path = folder / DATASET_JSON
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["numTraining"] = int(count)
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
