@@ -12,6 +12,7 @@ import numpy as np
 
 from ACELib.io.image import Geometry, resample_to_spacing
 from ACELib.io.orientation import CANONICAL_ORIENTATION, Reorientation, check_orientation, reorientation
+from ACELib.io.strict_json import refuse_unknown_keys
 
 NORMALISATIONS = ("zscore", "none")
 
@@ -53,10 +54,7 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        known = {"normalization", "foreground_fraction", "spacing", "orientation"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known: {sorted(known)}")
+        refuse_unknown_keys(d, cls, "preprocessing keys")
         spacing = d.get("spacing")
         return cls(d.get("normalization", "zscore"), float(d.get("foreground_fraction", 0.1)),
                    tuple(float(s) for s in spacing) if spacing else None,

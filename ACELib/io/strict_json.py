@@ -1,8 +1,11 @@
-"""JSON reading that refuses what ``json.loads`` lets through silently: duplicate keys, NaN/Infinity."""
+"""JSON reading that refuses what ``json.loads`` lets through silently: duplicate keys, NaN/Infinity,
+and (for settings saved as JSON) keys that no setting has."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 
 
 class DuplicateKeyError(ValueError):
@@ -34,3 +37,18 @@ def loads_strict(text: str, source: str):
         raise ValueError(f"{source} is not valid JSON: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
+
+
+def refuse_unknown_keys(data: Mapping, settings: type, what: str) -> None:
+    """Raise unless every key of ``data`` is a field of the dataclass ``settings``.
+
+    Args:
+        what: how the message names the keys, e.g. ``"training settings"``.
+
+    Raises:
+        ValueError: ``unknown {what} [...]; known: [...]``.
+    """
+    known = {f.name for f in dataclasses.fields(settings)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(known)}")

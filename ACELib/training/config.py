@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ACELib.data.augment import AugmentationConfig
 from ACELib.data.preprocessing import Preprocessing
+from ACELib.io.strict_json import refuse_unknown_keys
 from ACELib.losses import LOSSES
 from ACELib.training.schedule import SCHEDULES
 
@@ -100,10 +101,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
+        refuse_unknown_keys(d, cls, "training settings")
         d = dict(d)
         if "preprocessing" in d:
             d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])

@@ -14,7 +14,9 @@ contrast per class (see :mod:`ACELib.data.augment.synthesis`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+
+from ACELib.io.strict_json import refuse_unknown_keys
 
 _PROBABILITIES = ("p_rotation", "p_scale", "p_elastic", "p_mirror", "p_noise", "p_blur", "p_brightness",
                   "p_contrast", "p_bias", "p_lowres", "p_thick_slices", "p_gamma", "p_gamma_inverted",
@@ -106,10 +108,7 @@ class AugmentationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AugmentationConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown augmentation settings {sorted(unknown)}; known: {sorted(known)}")
+        refuse_unknown_keys(d, cls, "augmentation settings")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
