@@ -96,12 +96,6 @@ class AugmentationConfig:
         if any(a not in (0, 1, 2) for a in self.mirror_axes) or len(set(self.mirror_axes)) != len(self.mirror_axes):
             raise ValueError(f"augmentation mirror_axes must be distinct array axes among 0, 1, 2, got {self.mirror_axes!r}")
 
-    @property
-    def spatial(self) -> bool:
-        """Whether a patch may be resampled (rotation, scaling or deformation)."""
-        return self.enabled and (self.p_rotation > 0 and self.rotation_deg > 0 or self.p_scale > 0
-                                 or self.p_elastic > 0 and self.elastic_voxels > 0)
-
     def to_dict(self) -> dict:
         d = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
