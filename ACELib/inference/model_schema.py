@@ -5,14 +5,12 @@ lists every way a parsed ``"ace_model"`` document departs from what ``ace train`
 keys, wrong types, label values outside 0..255, modality count vs ``in_channels``, network sizes
 beyond :data:`LIMITS`), and :func:`weight_shape_problems` compares the tensors the networks would
 have (built on PyTorch's ``meta`` device, which allocates nothing) with those the file holds, so a
-small file can never make the loader allocate gigabytes.
+small file can never make the loader allocate gigabytes. Only the latter needs torch (imported there).
 """
 
 from __future__ import annotations
 
 import re
-
-import torch
 
 LIMITS = {"in_channels": 16, "num_classes": 256, "base_channels": 512, "depth": 8}
 MAX_MEMBERS = 32
@@ -132,6 +130,8 @@ def weight_shape_problems(networks_config: list, header: dict) -> list[str]:
             :func:`ACELib.networks.build_network`) or :class:`ACELib.networks.UNetConfig` per member.
         header: tensor entries of the safetensors header, ``name -> {"shape": [...], ...}``.
     """
+    import torch
+
     from ACELib.networks import UNet3D, build_network
 
     out = []

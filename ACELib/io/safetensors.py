@@ -8,6 +8,9 @@ strings), then the raw little-endian tensor bytes. Files written here are readab
 Files written here carry ``"tensor_sha256"`` in their metadata: the SHA-256 of the whole data
 section (all tensor bytes). Every load recomputes it and refuses a file whose tensor bytes changed
 (one flipped bit is enough); a file without it (older ACELib, other writers) loads as before.
+
+Reading the header (:func:`read_safetensors_header`, :func:`has_checksum`) needs no torch: torch is
+imported when tensors are written or loaded, so a model's metadata can be read before torch is installed.
 """
 
 from __future__ import annotations
@@ -18,25 +21,19 @@ import os
 import struct
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ACELib.io.atomic import atomic_path
 
-_DTYPES = {
-    "F64": (torch.float64, np.float64),
-    "F32": (torch.float32, np.float32),
-    "F16": (torch.float16, np.float16),
-    "BF16": (torch.bfloat16, None),
-    "I64": (torch.int64, np.int64),
-    "I32": (torch.int32, np.int32),
-    "I16": (torch.int16, np.int16),
-    "I8": (torch.int8, np.int8),
-    "U8": (torch.uint8, np.uint8),
-    "BOOL": (torch.bool, np.bool_),
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = {  # safetensors code -> name of the torch dtype
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+    "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
 }
-_TORCH_TO_CODE = {t: code for code, (t, _) in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
 CHECKSUM_KEY = "tensor_sha256"
 
@@ -48,6 +45,9 @@ class SafetensorsError(ValueError):
 def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                      metadata: Mapping[str, str] | None = None) -> None:
     """Write ``tensors`` (and string ``metadata``) to ``path`` atomically."""
+    import torch
+
+    to_code = {getattr(torch, name): code for code, name in _DTYPES.items()}
     header: dict = {}
     if metadata:
         bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
@@ -59,11 +59,11 @@ def save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"tensor {name!r}: expected torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in _TORCH_TO_CODE:
+        if t.dtype not in to_code:
             raise TypeError(f"tensor {name!r}: dtype {t.dtype} is not supported")
         t = t.detach().to("cpu").contiguous()
         raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": _TORCH_TO_CODE[t.dtype], "shape": list(t.shape),
+        header[name] = {"dtype": to_code[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
@@ -110,6 +110,8 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     Raises:
         SafetensorsError: not a safetensors file, malformed entries, or tensor bytes that fail the checksum.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
@@ -123,7 +125,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     tensors = {}
     for name, e in header.items():
         try:
-            torch_dtype, _ = _DTYPES[e["dtype"]]
+            torch_dtype = getattr(torch, _DTYPES[e["dtype"]])
             begin, end = (int(x) for x in e["data_offsets"])
             shape = [int(s) for s in e["shape"]]
         except (KeyError, TypeError, ValueError):

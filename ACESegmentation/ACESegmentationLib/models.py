@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -89,31 +88,19 @@ def defaultRunsRoot() -> Path:
 
 
 def readModelInfo(path: str | os.PathLike) -> dict:
-    """The metadata of a model file (labels, modalities...) read from its header, without torch.
+    """The metadata of a model file (labels, modalities...) read from its header, without torch, by
+    ``ACELib.inference.metadata.read_model_metadata``.
 
     Returns:
-        The ``ace_model`` JSON document (see ``ACELib.inference.model_file``): at least ``labels``
-        (``[{"name", "value", "color"}]``) and ``modalities``.
+        The checked ``ace_model`` JSON document: ``labels`` (``[{"name", "value", "color"}]``),
+        ``modalities``, ``members``, and ``modality_subsets`` for a hetero-modal model.
 
     Raises:
         FileNotFoundError: no such file. ValueError: not an ACE Segmentation model file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if length <= 0 or length > 100 * 1024 * 1024:
-            raise ValueError(f"{str(path)!r} is not a safetensors model file")
-        try:
-            header = json.loads(f.read(length))
-            info = json.loads(header["__metadata__"]["ace_model"])
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{str(path)!r} is not an ACE Segmentation model file (no model metadata)") from None
-    if not isinstance(info, dict) or "labels" not in info or "modalities" not in info:
-        raise ValueError(f"{str(path)!r}: the model metadata lacks 'labels' or 'modalities'")
-    return info
+    from ACELib.inference.metadata import read_model_metadata
+
+    return read_model_metadata(path)
 
 
 def jointLabelsOf(info: dict):
