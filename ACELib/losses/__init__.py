@@ -2,24 +2,18 @@
 
 ACE (the paper's Eq. 4 and a dataset-level variant), marginal cross entropy over per-voxel candidate
 sets, the naive cross entropy and soft Dice baselines, marginal Dice, and ``build_loss(name)``.
+
+The names below are imported on first use (:mod:`ACELib.lazy`): :data:`LOSSES` (from
+:mod:`ACELib.losses.names`) needs no torch.
 """
 
-from ACELib.losses.ace import LABEL_SETS, ace_candidates, adaptive_cross_entropy
-from ACELib.losses.ce import cross_entropy
-from ACELib.losses.dice import marginal_dice_loss, soft_dice_loss
-from ACELib.losses.marginal import marginal_cross_entropy, masked_logsumexp
-from ACELib.losses.registry import LOSSES, SegmentationLoss, build_loss
+from ACELib.lazy import lazy_exports
 
-__all__ = [
-    "LABEL_SETS",
-    "LOSSES",
-    "SegmentationLoss",
-    "ace_candidates",
-    "adaptive_cross_entropy",
-    "build_loss",
-    "cross_entropy",
-    "marginal_cross_entropy",
-    "marginal_dice_loss",
-    "masked_logsumexp",
-    "soft_dice_loss",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "ACELib.losses.ace": ("LABEL_SETS", "ace_candidates", "adaptive_cross_entropy"),
+    "ACELib.losses.ce": ("cross_entropy",),
+    "ACELib.losses.dice": ("marginal_dice_loss", "soft_dice_loss"),
+    "ACELib.losses.marginal": ("marginal_cross_entropy", "masked_logsumexp"),
+    "ACELib.losses.names": ("LOSSES",),
+    "ACELib.losses.registry": ("SegmentationLoss", "build_loss"),
+})

@@ -11,17 +11,7 @@ from ACELib.losses.ace import adaptive_cross_entropy
 from ACELib.losses.ce import cross_entropy
 from ACELib.losses.dice import marginal_dice_loss, soft_dice_loss
 from ACELib.losses.marginal import marginal_cross_entropy
-
-LOSSES: dict[str, str] = {
-    "ce": "naive categorical cross entropy on the joint labels (paper baseline)",
-    "dice": "naive soft multi-class Dice on the joint labels (paper baseline)",
-    "ace": "adaptive cross entropy, background set = labels the dataset does not annotate",
-    "ace-patch": "adaptive cross entropy as in the paper's Eq. 4 (labels absent from the patch)",
-    "marginal": "marginal cross entropy over per-voxel candidate sets (supports widened labels)",
-    "ace+dice": "adaptive cross entropy + marginal soft Dice, equal weights",
-    "marginal+dice": "marginal cross entropy + marginal soft Dice, equal weights",
-    "ce+dice": "naive cross entropy + naive soft Dice, equal weights",
-}
+from ACELib.losses.names import LOSSES
 
 # Each term: (logits, target, annotated, candidates, weight) -> scalar.
 _Term = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]

@@ -24,13 +24,14 @@ from pathlib import Path
 from ACELib.data.task_builder import task_from_dataset_folders
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import JointLabel, save_task
+from ACELib.losses.names import LOSSES as LIBRARY_LOSSES
 from ACESegmentationLib import processes
 
 TASK_FILE = "slicer_task.json"
 MODEL_FILES = ("model.safetensors", "model_last.safetensors")
-#: loss names of ``ace train --loss`` (kept here so the GUI lists them before torch is installed; a test
-#: checks they equal ``ACELib.losses.LOSSES``). The default, ACE, comes first.
-LOSSES = ("ace", "ace-patch", "marginal", "ace+dice", "marginal+dice", "ce", "dice", "ce+dice")
+#: loss names of ``ace train --loss``, the default (ACE) first: ACELib's list, which needs no torch, so the
+#: GUI lists them before torch is installed.
+LOSSES = tuple(LIBRARY_LOSSES)
 #: seconds a stop request may take (the current step, a validation if one is due, the checkpoint)
 #: before the panel kills the process tree.
 STOP_GRACE_S = 120.0
