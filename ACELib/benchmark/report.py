@@ -23,6 +23,7 @@ from ACELib.benchmark.testset import per_case_dice
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import Task
 from ACELib.metrics import wilcoxon_signed_rank
+from ACELib.training.curves import log_series, read_log
 
 log = logging.getLogger(__name__)
 Results = Mapping[str, Mapping[int, Sequence[dict]]]  # method -> seed -> evaluation rows
@@ -134,9 +135,8 @@ def training_minutes(run) -> str:
             logs = list(run.run_dir(method, seed).rglob("log.csv"))
             total = 0.0
             for path in logs:
-                with open(path, newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if r.get("elapsed_s")]
-                total += float(rows[-1]["elapsed_s"]) if rows else 0.0
+                _, elapsed = log_series(read_log(path), "elapsed_s")
+                total += elapsed[-1] if elapsed else 0.0
             if logs:
                 minutes.append(total / 60.0)
         if minutes:

@@ -1,7 +1,14 @@
-"""Training: settings, the loop (single joint model or Multi-UNet), checkpoints, logs and plots."""
+"""Training: settings, the loop (single joint model or Multi-UNet), checkpoints, logs and plots.
 
-from ACELib.training.config import TrainConfig
-from ACELib.training.profiles import TRAIN_PROFILES, profile_config
-from ACELib.training.trainer import MemberPlan, TrainResult, plan_members, train
+The names below are imported on first use (:mod:`ACELib.lazy`), so that the run-folder helpers that
+front ends read while a training runs (:mod:`ACELib.training.control`, :mod:`ACELib.training.curves`)
+import without torch.
+"""
 
-__all__ = ["TRAIN_PROFILES", "MemberPlan", "TrainConfig", "TrainResult", "plan_members", "profile_config", "train"]
+from ACELib.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "ACELib.training.config": ("TrainConfig",),
+    "ACELib.training.profiles": ("TRAIN_PROFILES", "profile_config"),
+    "ACELib.training.trainer": ("MemberPlan", "TrainResult", "plan_members", "train"),
+})

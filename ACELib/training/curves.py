@@ -30,31 +30,43 @@ class TrainingLog:
     def __init__(self, path: str | os.PathLike, resume_step: int | None = None, extra: Sequence[str] = ()):
         self.path = Path(path)
         self.columns = (*COLUMNS, *extra)
-        rows = self.read() if resume_step is not None and self.path.exists() else []
+        rows = read_log(self.path) if resume_step is not None and self.path.exists() else []
         rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, self.columns, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
 
     def append(self, **row) -> None:
-        with open(self.path, "a", newline="") as f:
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
             csv.DictWriter(f, self.columns).writerow({k: _fmt(row.get(k)) for k in self.columns})
 
-    def read(self) -> list[dict]:
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+
+def read_log(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a training log: column -> text (empty where a row has no value; a row still being
+    written may lack its last columns)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def log_series(rows: Sequence[dict], column: str) -> tuple[list[int], list[float]]:
+    """Steps and values of one column of :func:`read_log`'s rows; rows without a finite value are left out."""
+    steps, values = [], []
+    for row in rows:
+        try:
+            step, value = int(row["step"]), float(row[column])
+        except (KeyError, TypeError, ValueError):  # no value, or a row cut short
+            continue
+        if math.isfinite(value):
+            steps.append(step)
+            values.append(value)
+    return steps, values
 
 
 def _fmt(v):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     return f"{v:.6g}" if isinstance(v, float) else v
-
-
-def _series(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
-    pts = [(int(r["step"]), float(r[column])) for r in rows if r.get(column)]
-    return [p[0] for p in pts], [p[1] for p in pts]
 
 
 def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, title: str = "") -> bool:
@@ -70,23 +82,21 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike, title:
     except ImportError:
         log.warning("matplotlib is not installed: no training plot (pip install matplotlib)")
         return False
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        names = reader.fieldnames or []
+    rows = read_log(csv_path)
+    names = list(rows[0]) if rows else []
     fig, (ax, ax3) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    ax.plot(*_series(rows, "loss"), color="tab:blue", lw=0.8)
+    ax.plot(*log_series(rows, "loss"), color="tab:blue", lw=0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss", color="tab:blue")
     if any(r.get("lr") for r in rows):
         ax2 = ax.twinx()
-        ax2.plot(*_series(rows, "lr"), color="tab:gray", lw=1.0, ls="--")
+        ax2.plot(*log_series(rows, "lr"), color="tab:gray", lw=1.0, ls="--")
         ax2.set_ylabel("learning rate (dashed)", color="tab:gray")
     ax.set_title(title)
-    ax3.plot(*_series(rows, "val_dice"), "o-", color="black", ms=3, lw=1.5, label="selection score")
+    ax3.plot(*log_series(rows, "val_dice"), "o-", color="black", ms=3, lw=1.5, label="selection score")
     for name in names:
         if name.startswith(VAL_PREFIX):
-            ax3.plot(*_series(rows, name), ".-", ms=2, lw=0.8, label=name[len(VAL_PREFIX):])
+            ax3.plot(*log_series(rows, name), ".-", ms=2, lw=0.8, label=name[len(VAL_PREFIX):])
     ax3.set_ylim(0, 1)
     ax3.set_xlabel("step")
     ax3.set_ylabel("validation Dice")

@@ -14,7 +14,6 @@ Run folder (written by ``ace train``): ``task.json``, ``config.json``, ``log.csv
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -25,6 +24,8 @@ from ACELib.data.task_builder import task_from_dataset_folders
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import JointLabel, save_task
 from ACELib.losses.names import LOSSES as LIBRARY_LOSSES
+from ACELib.training import control
+from ACELib.training.curves import log_series, read_log
 from ACESegmentationLib import processes
 
 TASK_FILE = "slicer_task.json"
@@ -35,14 +36,6 @@ LOSSES = tuple(LIBRARY_LOSSES)
 #: seconds a stop request may take (the current step, a validation if one is due, the checkpoint)
 #: before the panel kills the process tree.
 STOP_GRACE_S = 120.0
-
-
-def _control():
-    """``ACELib.training.control``, imported on first use: the ``ACELib.training`` package imports torch,
-    which the module must not need before the first Apply or Train has installed it."""
-    from ACELib.training import control
-
-    return control
 
 
 class TrainingRun:
@@ -71,10 +64,10 @@ class TrainingRun:
         self.step = 0
         self.total = 0
         self.end: dict | None = None
-        self._progress = _control().progress_file(self.runDir)
+        self._progress = control.progress_file(self.runDir)
         self._offset = self._progress.stat().st_size if self._progress.is_file() else 0
         self._lastScan = -math.inf
-        _control().clear_stop(self.runDir)  # a request left by a run that was killed must not stop this one
+        control.clear_stop(self.runDir)  # a request left by a run that was killed must not stop this one
 
     def attach(self, pid: int | None) -> None:
         """The pid of the started process (the launcher, inside Slicer)."""
@@ -94,7 +87,7 @@ class TrainingRun:
     def poll(self) -> list[dict]:
         """New progress events (``{"event": "start" | "step" | "end", ...}``) since the last poll."""
         self.scanProcesses()
-        events, self._offset = _control().read_progress(self._progress, self._offset)
+        events, self._offset = control.read_progress(self._progress, self._offset)
         for event in events:
             if event["event"] == "step":
                 self.step, self.total = int(event.get("step", 0)), int(event.get("total", 0))
@@ -111,7 +104,7 @@ class TrainingRun:
 
     def requestStop(self) -> None:
         """Ask ``ace train`` to stop after its current step (writes ``RUN/STOP``)."""
-        _control().request_stop(self.runDir, "stop requested from Slicer")
+        control.request_stop(self.runDir, "stop requested from Slicer")
         if self.stopRequestedAt is None:
             self.stopRequestedAt = self.clock()
 
@@ -128,7 +121,7 @@ class TrainingRun:
         if self.pid is None:
             return []
         killed = processes.killProcessTree(self.pid, also=self.pids)
-        _control().clear_stop(self.runDir)
+        control.clear_stop(self.runDir)
         return killed
 
     def summary(self, exitCode: int | None = None) -> str:
@@ -144,22 +137,14 @@ class TrainingRun:
 
 
 def readTrainingLog(runDir: str | os.PathLike) -> list[tuple[int, float]]:
-    """``(step, loss)`` rows of the run's ``log.csv`` so far (empty if there is none yet)."""
-    rows: list[tuple[int, float]] = []
+    """``(step, loss)`` rows of the run's ``log.csv`` so far (a Multi-UNet's first member's; empty if there
+    is none yet), read by ACELib's log reader; rows without a finite loss are left out."""
     paths = sorted(Path(runDir).glob("log.csv")) or sorted(Path(runDir).glob("members/*/log.csv"))
-    for path in paths[:1]:
-        try:
-            with open(path, newline="") as f:
-                for row in csv.DictReader(f):
-                    try:
-                        step, loss = int(row["step"]), float(row["loss"])
-                    except (KeyError, TypeError, ValueError):
-                        continue
-                    if math.isfinite(loss):
-                        rows.append((step, loss))
-        except OSError:
-            return rows
-    return rows
+    try:
+        rows = read_log(paths[0]) if paths else []
+    except OSError:
+        return []
+    return list(zip(*log_series(rows, "loss")))
 
 
 def trainedModel(runDir: str | os.PathLike) -> Path | None:
