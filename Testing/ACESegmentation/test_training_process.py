@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from ACESegmentationLib import models
 from ACESegmentationLib import training_process as tp
 from ACESegmentationLib.models import ModelEntry, bundledModels, trainedModels
 
+from ACELib.inference import create_model, metadata
+from ACELib.labels import JointLabel
 from ACELib.losses import LOSSES as LIBRARY_LOSSES
+from ACELib.losses import names
+from ACELib.training import curves
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Clock:
@@ -86,3 +97,32 @@ def test_bundled_catalogue(tmp_path):
     (bad / "catalogue.json").write_text('{"models": [{"file": "no name"}]}')
     assert bundledModels([tmp_path, bad, tmp_path / "missing"]) == [
         ModelEntry("WMH", tmp_path / "wmh.safetensors", "ab", "bundled", "https://x/wmh")]
+
+
+def test_model_headers_losses_and_logs_are_read_by_acelib(tmp_path, monkeypatch):
+    labels = (JointLabel("background", 0, (0, 0, 0)), JointLabel("WMH", 4, (255, 50, 50)))
+    path = tmp_path / "m.safetensors"
+    create_model(labels, ("FLAIR",), base_channels=2, depth=2).save(path)
+    assert models.readModelInfo(path) == metadata.read_model_metadata(path)
+    assert models.jointLabelsOf(models.readModelInfo(path)) == labels
+    monkeypatch.setattr(metadata, "read_model_metadata", lambda p: {"read by": "ACELib", "path": p})
+    assert models.readModelInfo(path) == {"read by": "ACELib", "path": path}
+    assert tp.LOSSES == tuple(names.LOSSES)
+    assert tp.read_log is curves.read_log and tp.log_series is curves.log_series
+
+
+def test_the_module_reads_models_and_logs_without_torch(tmp_path):
+    """What the panel reads before torch is installed: model headers, the loss list, a run's log."""
+    labels = (JointLabel("background", 0, (0, 0, 0)), JointLabel("WMH", 4, (255, 50, 50)))
+    create_model(labels, ("T1", "FLAIR"), base_channels=2, depth=2).save(tmp_path / "m.safetensors")
+    (tmp_path / "log.csv").write_text("step,loss\n1,0.9\n2,0.7\n")
+    code = ("import json, sys\nsys.modules['torch'] = None\n"
+            "from ACESegmentationLib import models, training_process as tp\n"
+            "info = models.readModelInfo(sys.argv[1])\n"
+            "print(json.dumps([info['modalities'], [lab.name for lab in models.jointLabelsOf(info)], "
+            "list(tp.LOSSES), tp.readTrainingLog(sys.argv[2])]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "ACESegmentation"), str(REPO), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.safetensors"), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [["T1", "FLAIR"], ["background", "WMH"], list(tp.LOSSES), [[1, 0.9], [2, 0.7]]]
