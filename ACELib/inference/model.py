@@ -131,15 +131,14 @@ class SegmentationModel:
         if geometry is None:
             if prep.spacing is not None and spacing is None:
                 raise ValueError("this model resamples to a fixed spacing: pass the image's geometry or spacing (x, y, z)")
-            geometry = Geometry(tuple(reversed(image.shape[1:])), tuple(spacing) if spacing else (1.0, 1.0, 1.0),
-                                (0.0,) * 3)
+            geometry = Geometry.for_array(image.shape[1:], spacing)
         elif geometry.shape != image.shape[1:]:
             raise ValueError(f"geometry of shape {geometry.shape} (D, H, W) does not fit the image, shape {image.shape}")
         elif spacing is not None and not np.allclose(spacing, geometry.spacing):
             raise ValueError(f"spacing {tuple(spacing)} disagrees with the geometry's {geometry.spacing}; pass one")
         turn = prep.reorientation(geometry)
         # resampling depends only on size and spacing: a local grid keeps results independent of the header
-        geom = Geometry(turn.target.size, turn.target.spacing, (0.0,) * 3)
+        geom = turn.target.at_origin()
         work, work_geom = prep.resample(np.ascontiguousarray(turn.apply(image), dtype=np.float32), geom)
         work = prep.normalize(work)
         joint, probs = self._segment(work, window, overlap, batch_size, window_voxels, amp,

@@ -54,6 +54,17 @@ class Geometry:
             direction=tuple(float(d) for d in img.GetDirection()),
         )
 
+    @classmethod
+    def for_array(cls, shape: Sequence[int], spacing: Sequence[float] | None = None) -> Geometry:
+        """The geometry of a ``(D, H, W)`` array whose voxels are ``spacing`` ``(x, y, z)`` mm apart
+        (1 mm when None), origin at 0 and identity direction: an array taken as stored."""
+        return cls(tuple(int(n) for n in reversed(tuple(shape))),
+                   tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+
+    def at_origin(self) -> Geometry:
+        """The same voxel grid (size and spacing) with its origin at 0 and the identity direction."""
+        return Geometry(self.size, self.spacing, (0.0, 0.0, 0.0))
+
     def apply_to(self, img: sitk.Image) -> sitk.Image:
         img.SetSpacing(self.spacing)
         img.SetOrigin(self.origin)
