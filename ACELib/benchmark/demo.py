@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ACELib.benchmark.methods import METHODS, PROFILES, method_config
+from ACELib.benchmark.runner import train_unless_done
 from ACELib.benchmark.testset import test_folders
 from ACELib.inference import cases_in_folder, load_model, predict_case
 from ACELib.io.atomic import atomic_path
@@ -24,7 +25,6 @@ from ACELib.io.image import read_image
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_case
 from ACELib.phantoms.scenarios import TASK_FILE, make_scenario
-from ACELib.training import train
 
 log = logging.getLogger(__name__)
 DEMO_COUNTS = (5, 30, 3)
@@ -56,10 +56,7 @@ def run_demo(out: str | os.PathLike, iterations: int | None = None, progress_fac
             method = METHODS[key]
             config = method_config(profile, method, seed=0, device=device)
             config = config.with_changes(iterations=iterations or DEMO_ITERATIONS, num_threads=DEMO_THREADS)
-            run_dir = out / "runs" / key
-            model_path = run_dir / "model.safetensors"
-            if not model_path.exists():
-                train(task, run_dir, config, resume=(run_dir / "config.json").exists(), progress=bar(f"train {key}"))
+            model_path = train_unless_done(task, out / "runs" / key, config, progress=bar(f"train {key}"))
             model = load_model(model_path, device=device)
             per_case = []
             for case, (gt, geom) in zip(cases, truths):
@@ -87,9 +84,9 @@ def _panels(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray
 
 def demo_figure(path: Path, image: np.ndarray, gt: np.ndarray, segs: dict[str, np.ndarray], task: Task) -> None:
     """Three orthogonal slices (rows) x image, ground truth, each method (columns)."""
-    from ACELib.benchmark.figures import _plt, label_rgb, lesion_values
+    from ACELib.benchmark.figures import label_rgb, lesion_values, pyplot
 
-    plt = _plt()
+    plt = pyplot()
     lesion = np.isin(gt, lesion_values(task))
     centre = tuple(int(np.argmax(lesion.sum(axis=tuple(a for a in range(3) if a != k)))) for k in range(3)) \
         if lesion.any() else tuple(s // 2 for s in gt.shape)

@@ -14,7 +14,12 @@ from ACELib.io.image import read_image
 from ACELib.labels import Task
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display).
+
+    Raises:
+        ImportError: matplotlib is not installed (the message says how to install it).
+    """
     try:
         import matplotlib
 
@@ -32,7 +37,7 @@ def _save(fig, path) -> None:
 
 def figure3_boxplot(results, labels: Sequence[str], path: str | os.PathLike) -> None:
     """Box plots of per-case Dice (seed-averaged), one panel per class, one box per method (Figure 3)."""
-    plt = _plt()
+    plt = pyplot()
     methods = list(results)
     fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 4.2), sharey=True)
     axes = np.atleast_1d(axes)
@@ -74,7 +79,7 @@ def lesion_values(task: Task) -> list[int]:
 def figure4_qualitative(run, task: Task, path: str | os.PathLike, seed: int | None = None) -> None:
     """One test case: image, ground truth and every method's segmentation, on the axial slice with the
     most lesion voxels (Figure 4)."""
-    plt = _plt()
+    plt = pyplot()
     seed = run.seeds[0] if seed is None else seed
     images, labels = test_folders(task)
     cases = sorted(p.name[: -len(".nii.gz")] for p in labels.glob("*.nii.gz"))

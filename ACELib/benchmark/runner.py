@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +32,10 @@ from ACELib.inference import cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
 from ACELib.phantoms.scenarios import TASK_FILE, make_scenario
-from ACELib.training import train
+from ACELib.progress import Progress
+from ACELib.training import TrainConfig, train
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]
 
 
 def _sub(test: str) -> str:
@@ -79,19 +79,28 @@ def build_phantoms(run: BenchmarkRun, counts: Sequence[int] | None, spacing: flo
     return load_task(run.task_path)
 
 
+def train_unless_done(task: Task, run_dir: Path, config: TrainConfig, progress: Progress | None = None) -> Path:
+    """The model of a training run: kept when ``run_dir`` holds one, else trained (resumed from its
+    checkpoints when an earlier attempt was cut off).
+
+    Raises:
+        RuntimeError: the training stopped before the end (a stop request).
+    """
+    model = run_dir / "model.safetensors"
+    if model.exists():
+        log.info("%s: already trained", run_dir)
+        return model
+    result = train(task, run_dir, config, resume=(run_dir / "config.json").exists(), progress=progress)
+    if result.status != "finished":
+        raise RuntimeError(f"the training in {str(run_dir)!r} stopped before the end; run again to resume it")
+    return result.model_path
+
+
 def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, device: str,
                  progress: Progress | None) -> Path:
     """Train one method with one seed (skipped when its model exists; resumed when cut off)."""
-    run_dir = run.run_dir(method, seed)
-    model = run_dir / "model.safetensors"
-    if model.exists():
-        log.info("%s seed %d: already trained", method.key, seed)
-        return model
     config = method_config(run.profile, method, seed, device, cache_dir=str(run.out / "cache"))
-    result = train(task, run_dir, config, resume=(run_dir / "config.json").exists(), progress=progress)
-    if result.status != "finished":
-        raise RuntimeError(f"training of {method.key} seed {seed} stopped before the end")
-    return result.model_path
+    return train_unless_done(task, run.run_dir(method, seed), config, progress)
 
 
 def evaluate_method(run: BenchmarkRun, task: Task, method: Method, seed: int, model_path: Path,
