@@ -46,7 +46,8 @@ class Geometry:
         return (self.size[2], self.size[1], self.size[0])
 
     @classmethod
-    def from_sitk(cls, img: sitk.Image) -> Geometry:
+    def from_sitk(cls, img: sitk.Image | sitk.ImageFileReader) -> Geometry:
+        """The geometry of an image, or of the header an image reader has read."""
         return cls(
             size=tuple(int(s) for s in img.GetSize()),
             spacing=tuple(float(s) for s in img.GetSpacing()),
@@ -108,12 +109,45 @@ def image_suffix(path: str | os.PathLike) -> str:
 
 
 def read_sitk(path: str | os.PathLike) -> sitk.Image:
+    """Read an image file, refusing truncated or damaged data and NaN/Inf voxels (see
+    :mod:`ACELib.io.image_checks`).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: naming ``path``: unsupported file type, unreadable
+            header, data cut short or damaged, non-finite voxels.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     suffix = image_suffix(path)
     if suffix in (".nii", ".nii.gz"):
         check_nifti_data(path)  # ITK reads short NIfTI data as zeros and NaN as 0: refuse those first
+    reader = _header_reader(path, suffix)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ValueError(f"{str(path)!r}: truncated or damaged: the header reads but the voxel data does not "
+                         f"({_itk_reason(exc)})") from None
+
+
+def read_image_header(path: str | os.PathLike) -> Geometry:
+    """The geometry of a 3D scalar image, from its header alone: no voxel is read, so damaged or
+    non-finite voxel data is found only when the image is read (:func:`read_image`).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: naming ``path``: unsupported file type, unreadable
+            header, not a 3D scalar image, or (MHA, NRRD) a header declaring more data than the file holds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+    reader = _header_reader(path, image_suffix(path))
+    _check_3d_scalar(reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents(), path)
+    return Geometry.from_sitk(reader)
+
+
+def _header_reader(path: Path, suffix: str) -> sitk.ImageFileReader:
+    """An image reader of ``path`` whose header has been read (and checked against the file's size)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -121,11 +155,7 @@ def read_sitk(path: str | os.PathLike) -> sitk.Image:
     except RuntimeError as exc:
         raise ValueError(f"{str(path)!r}: cannot be read as an image ({_itk_reason(exc)})") from None
     _check_declared_size(reader, path, suffix)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise ValueError(f"{str(path)!r}: truncated or damaged: the header reads but the voxel data does not "
-                         f"({_itk_reason(exc)})") from None
+    return reader
 
 
 def _itk_reason(exc: RuntimeError) -> str:
@@ -174,14 +204,14 @@ def read_image(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, G
 
 def check_3d(img: sitk.Image, path) -> None:
     """Raise ``ValueError`` unless ``img`` is a 3D scalar image (any 4D image is refused, even one of a single volume)."""
-    dim = img.GetDimension()
-    size = img.GetSize()
+    _check_3d_scalar(img.GetDimension(), img.GetSize(), img.GetNumberOfComponentsPerPixel(), path)
+
+
+def _check_3d_scalar(dim: int, size, components: int, path) -> None:
     if dim != 3:
         raise ValueError(f"{str(path)!r}: expected a 3D image, got {dim}D of size {size}")
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(
-            f"{str(path)!r}: expected one value per voxel, got {img.GetNumberOfComponentsPerPixel()} components"
-        )
+    if components != 1:
+        raise ValueError(f"{str(path)!r}: expected one value per voxel, got {components} components")
 
 
 def read_channels(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, Geometry]:
