@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ACELib.data.contract import SYNTH_FOLDER, Case
+from ACELib.data.check import image_value_problems, label_value_problems
+from ACELib.data.contract import SYNTH_FOLDER, Case, DatasetError, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.io.image import Geometry, read_image
 from ACELib.labels import IGNORE_INDEX, DatasetSpec, Task, to_joint
@@ -77,10 +78,19 @@ def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_clas
 
 def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], prep: Preprocessing,
               rng: np.random.Generator, max_per_class: int = 200_000) -> LoadedCase:
-    """Read, reorient (``prep.orientation``), resample, normalise and convert one case."""
+    """Read, check, reorient (``prep.orientation``), resample, normalise and convert one case.
+
+    This is where training finds damaged voxels: each file is decoded once, here, and refused when it is
+    truncated or holds NaN/Inf (:func:`ACELib.io.image.read_image`), when a channel is blank, or when
+    the label map holds undeclared values or background alone (the checks of ``ace check``).
+
+    Raises:
+        ValueError: naming the file: the problems above, or no label file.
+    """
     image, label, geom = case.read()
     if label is None:
         raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
+    _check_values(task, ds, case, image, label)
     turn = prep.reorientation(geom)
     image = np.ascontiguousarray(turn.apply(image[list(channels)]))
     label, geom = np.ascontiguousarray(turn.apply(label)), turn.target
@@ -89,7 +99,17 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
     target, _ = to_joint(task, ds, label, source=str(case.label_path))
     target = target.astype(np.uint8)
     return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
-                      class_voxel_index(target, rng, max_per_class), synth=_read_synth(case, geom, prep))
+                      class_voxel_index(target, rng, max_per_class),
+                      synth=_read_synth(case, geom, prep))
+
+
+def _check_values(task: Task, ds: DatasetSpec, case: Case, image: np.ndarray, label: np.ndarray) -> None:
+    """Raise ``DatasetError`` listing what the voxels of a case make unusable (see :func:`load_case`)."""
+    problems = [p for path, channel in zip(case.image_paths, image) for p in image_value_problems(channel, path)]
+    declared = read_dataset_info(task.dataset_path(ds)).labels  # for the advice about an unmapped ignore label
+    problems += label_value_problems(label, case.label_path, ds, declared)
+    if problems:
+        raise DatasetError("; ".join(problems))
 
 
 def synth_path(case: Case):

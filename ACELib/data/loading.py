@@ -11,6 +11,7 @@ import numpy as np
 
 from ACELib.data.cache import cached_case
 from ACELib.data.case import LoadedCase, channel_indices, load_case
+from ACELib.data.check import data_error
 from ACELib.data.contract import list_cases, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.labels import DatasetSpec, Task, annotated_mask, candidate_table
@@ -42,15 +43,20 @@ class LoadedDataset:
 
 def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
                   datasets: Sequence[DatasetSpec] | None = None, seed: int = 0,
-                  progress: Progress | None = None, cache_dir: str | os.PathLike | None = None
-                  ) -> list[LoadedDataset]:
+                  progress: Progress | None = None, cache_dir: str | os.PathLike | None = None) -> list[LoadedDataset]:
     """Load every case of ``datasets`` (default: the task's training datasets).
+
+    This is training's one pass over the voxels, and where they are checked (:func:`load_case`):
+    every case is read even after a bad one, and the problems of all are raised together.
 
     Args:
         modalities: for each dataset, the modalities to load, in order (the single model passes the
             task's common modalities; a Multi-UNet member its dataset's own).
         cache_dir: keep preprocessed cases in this folder and memory-map them instead of holding
             them in RAM (see :mod:`ACELib.data.cache`); built on first use, reused while valid.
+
+    Raises:
+        DatasetError: listing every case file whose voxels are unusable (each message names its file).
     """
     datasets = list(datasets if datasets is not None else task.train_datasets)
     rng = np.random.default_rng(seed)
@@ -59,18 +65,21 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
         folder = task.dataset_path(ds)
         listed.append((ds, list_cases(folder, read_dataset_info(folder))))
     total = sum(len(c) for _, c in listed)
-    done, out = 0, []
+    done, out, problems = 0, [], []
     for ds, cases in listed:
         mods = tuple(modalities(ds))
         chans = channel_indices(ds, mods)
         loaded, built = [], 0
         for case in cases:
-            if cache_dir is None:
-                loaded.append(load_case(task, ds, case, chans, prep, rng))
-            else:
-                entry, fresh = cached_case(task, ds, case, mods, prep, cache_dir)
-                loaded.append(entry)
-                built += fresh
+            try:
+                if cache_dir is None:
+                    loaded.append(load_case(task, ds, case, chans, prep, rng))
+                else:
+                    entry, fresh = cached_case(task, ds, case, mods, prep, cache_dir)
+                    loaded.append(entry)
+                    built += fresh
+            except ValueError as exc:  # the case's files name themselves in the message
+                problems.append(str(exc))
             done += 1
             if progress:
                 progress(done, total, f"loading {ds.name}/{case.name}")
@@ -79,6 +88,8 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
         if cache_dir is not None:
             log.info("dataset %s: cache in %s, %d entries built, %d reused", ds.name, cache_dir, built,
                      len(loaded) - built)
+    if problems:
+        raise data_error(problems)
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ACELib.data.cache import build_cache
-from ACELib.data.check import check_task
+from ACELib.data.check import check_task, data_error
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
 from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
@@ -107,6 +107,11 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
           progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Train and write the run folder (see module docstring).
 
+    The data is checked in two steps before anything is written: the headers (:func:`check_task`
+    with ``values=False``: files, dimensions, geometry, channels), then the voxels while the cases are
+    loaded, each file decoded once (:func:`ACELib.data.loading.load_datasets`; every member's data is
+    loaded before its training starts).
+
     Args:
         resume: continue the run in ``run_dir`` from its checkpoints.
         progress: ``progress(step, total, message)`` after every step.
@@ -114,42 +119,57 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
             with status ``"stopped"`` (resume it later).
 
     Raises:
-        ValueError: the task or its data fail :func:`ACELib.data.check.check_task`, or a resumed run's
-            settings conflict with the saved ones.
+        ValueError: the task or its data fail these checks (every problem listed; a voxel problem names
+            its file), or a resumed run's settings conflict with the saved ones.
         FileExistsError: ``run_dir`` holds a run and ``resume`` is False.
     """
     run_dir = Path(run_dir)
     ctx = current_context()
+    if config.hetero_modal and ctx.distributed:  # a stem without its modality in a batch has no gradient
+        raise ValueError("hetero_modal training runs in one process for now (DDP would need "
+                         "find_unused_parameters for the per-modality stems); start it without torchrun")
     plans = plan_members(task, config)
     run_on_main(ctx, check_run_dir, task, run_dir, config, resume)  # nothing is written before these checks
     own = config.multi_unet or config.hetero_modal  # every dataset with its own modalities
-    problems = run_on_main(ctx, check_task, task, modalities=() if own else None, include_test=False)
+    problems = run_on_main(ctx, check_task, task, modalities=() if own else None, include_test=False, values=False)
     if problems:
-        raise ValueError(f"the task's data has {len(problems)} problems:\n  - " + "\n  - ".join(problems))
+        raise data_error(problems)
+    data = [_load_member_data(task, plan, config, ctx) for plan in plans]
     lock = RunLock(run_dir) if ctx.is_main else contextlib.nullcontext()
     run_on_main(ctx, lock.__enter__)
     try:
         run_on_main(ctx, check_run_dir, task, run_dir, config, resume)  # again, now that the folder is ours
         run_on_main(ctx, prepare_run_dir, task, run_dir, config, resume)
         with text_log(run_dir / TEXT_LOG if ctx.is_main else None):
-            return _train_members(task, plans, run_dir, config, resume, progress, should_stop, ctx)
+            return _train_members(task, plans, data, run_dir, config, resume, progress, should_stop, ctx)
     finally:
         lock.__exit__(None, None, None)
 
 
-def _train_members(task: Task, plans: list[MemberPlan], run_dir: Path, config: TrainConfig, resume: bool,
-                   progress: Progress | None, should_stop: Callable[[], bool] | None, ctx: DistContext) -> TrainResult:
+def _load_member_data(task: Task, plan: MemberPlan, config: TrainConfig, ctx: DistContext) -> list[LoadedDataset]:
+    """The datasets one member trains and validates on: the one pass that decodes (and checks) the voxels."""
+    if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
+        build_cache(task, config.preprocessing, _dataset_modalities(plan, config), config.cache_dir, plan.datasets,
+                    shard=(ctx.local_rank, ctx.local_world_size))
+        barrier(ctx)
+    return load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
+                         seed=config.seed, cache_dir=config.cache_dir)
+
+
+def _train_members(task: Task, plans: list[MemberPlan], data: list[list[LoadedDataset]], run_dir: Path,
+                   config: TrainConfig, resume: bool, progress: Progress | None,
+                   should_stop: Callable[[], bool] | None, ctx: DistContext) -> TrainResult:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = rank_device(resolve_device(config.device), ctx)
     if ctx.distributed and device.type == "cuda":
         torch.cuda.set_device(device)  # collectives of picklable objects use the current device
     nets, steps, best, status = [], {}, {}, "finished"
-    for plan in plans:
+    for plan, datasets in zip(plans, data):
         member_dir = run_dir if len(plans) == 1 else run_dir / "members" / plan.name
         if ctx.is_main:
             member_dir.mkdir(parents=True, exist_ok=True)
-        net, step, score, stopped = _train_member(task, plan, config, member_dir, device, resume,
+        net, step, score, stopped = _train_member(task, plan, datasets, config, member_dir, device, resume,
                                                   progress if ctx.is_main else None, should_stop, ctx)
         nets.append(net)
         steps[plan.name], best[plan.name] = step, score
@@ -233,19 +253,12 @@ class _MemberRun:
     best_state: dict | None = None
 
 
-def _setup_member(task: Task, plan: MemberPlan, config: TrainConfig, device: torch.device,
-                  ctx: DistContext) -> _MemberRun:
-    """Data, network, optimiser, sampler and loss of one member (no resume yet)."""
-    if config.hetero_modal and ctx.distributed:  # a stem without its modality in a batch has no gradient
-        raise ValueError("hetero_modal training runs in one process for now (DDP would need "
-                         "find_unused_parameters for the per-modality stems); start it without torchrun")
-    if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
-        build_cache(task, config.preprocessing, _dataset_modalities(plan, config), config.cache_dir, plan.datasets,
-                    shard=(ctx.local_rank, ctx.local_world_size))
-        barrier(ctx)
-    datasets = load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
-                             seed=config.seed, cache_dir=config.cache_dir)
+def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], config: TrainConfig,
+                  device: torch.device, ctx: DistContext) -> _MemberRun:
+    """Network, optimiser, sampler and loss of one member, on its loaded ``datasets`` (no resume yet)."""
     train_sets, val_sets = split_validation(datasets, config.validation_fraction, config.seed)
+    log.info("%s: %d training and %d validation cases", plan.name, sum(len(d.cases) for d in train_sets),
+             sum(len(d.cases) for d in val_sets))
     torch.manual_seed(config.seed)
     # channels-last: oneDNN runs 3D convolutions (and above all their backward) several times faster
     net = _build_net(plan, config).to(device, memory_format=torch.channels_last_3d)
@@ -331,12 +344,12 @@ def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext
     return val, {run.columns[k]: v for k, v in per_class.items() if k in run.columns}
 
 
-def _train_member(task: Task, plan: MemberPlan, config: TrainConfig, member_dir: Path, device: torch.device,
-                  resume: bool, progress: Progress | None, should_stop: Callable[[], bool] | None,
-                  ctx: DistContext | None = None):
-    """Train one network; returns ``((best_net, last_net), step, best_score, stopped)``."""
+def _train_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], config: TrainConfig,
+                  member_dir: Path, device: torch.device, resume: bool, progress: Progress | None,
+                  should_stop: Callable[[], bool] | None, ctx: DistContext | None = None):
+    """Train one network on its loaded ``datasets``; returns ``((best_net, last_net), step, best_score, stopped)``."""
     ctx = ctx or DistContext()
-    run = _setup_member(task, plan, config, device, ctx)
+    run = _setup_member(task, plan, datasets, config, device, ctx)
     ckpt = member_dir / "checkpoint.safetensors"
     if resume:
         _resume_member(run, ckpt, member_dir, ctx)
