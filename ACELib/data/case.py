@@ -77,12 +77,15 @@ def class_voxel_index(target: np.ndarray, rng: np.random.Generator, max_per_clas
 
 
 def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], prep: Preprocessing,
-              rng: np.random.Generator, max_per_class: int = 200_000) -> LoadedCase:
+              rng: np.random.Generator, max_per_class: int = 200_000, synth: bool = True) -> LoadedCase:
     """Read, check, reorient (``prep.orientation``), resample, normalise and convert one case.
 
     This is where training finds damaged voxels: each file is decoded once, here, and refused when it is
     truncated or holds NaN/Inf (:func:`ACELib.io.image.read_image`), when a channel is blank, or when
     the label map holds undeclared values or background alone (the checks of ``ace check``).
+
+    Args:
+        synth: read the case's generator label map (``synthTr``, for domain randomisation) when it has one.
 
     Raises:
         ValueError: naming the file: the problems above, or no label file.
@@ -100,7 +103,7 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
     target = target.astype(np.uint8)
     return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
                       class_voxel_index(target, rng, max_per_class),
-                      synth=_read_synth(case, geom, prep))
+                      synth=_read_synth(case, geom, prep) if synth else None)
 
 
 def _check_values(task: Task, ds: DatasetSpec, case: Case, image: np.ndarray, label: np.ndarray) -> None:

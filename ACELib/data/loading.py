@@ -43,7 +43,8 @@ class LoadedDataset:
 
 def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[DatasetSpec], Sequence[str]],
                   datasets: Sequence[DatasetSpec] | None = None, seed: int = 0,
-                  progress: Progress | None = None, cache_dir: str | os.PathLike | None = None) -> list[LoadedDataset]:
+                  progress: Progress | None = None, cache_dir: str | os.PathLike | None = None,
+                  synth: bool = True) -> list[LoadedDataset]:
     """Load every case of ``datasets`` (default: the task's training datasets).
 
     This is training's one pass over the voxels, and where they are checked (:func:`load_case`):
@@ -54,6 +55,7 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
             task's common modalities; a Multi-UNet member its dataset's own).
         cache_dir: keep preprocessed cases in this folder and memory-map them instead of holding
             them in RAM (see :mod:`ACELib.data.cache`); built on first use, reused while valid.
+        synth: read the cases' generator label maps (domain randomisation); not kept in the cache.
 
     Raises:
         DatasetError: listing every case file whose voxels are unusable (each message names its file).
@@ -73,7 +75,7 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
         for case in cases:
             try:
                 if cache_dir is None:
-                    loaded.append(load_case(task, ds, case, chans, prep, rng))
+                    loaded.append(load_case(task, ds, case, chans, prep, rng, synth=synth))
                 else:
                     entry, fresh = cached_case(task, ds, case, mods, prep, cache_dir)
                     loaded.append(entry)

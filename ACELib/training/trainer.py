@@ -152,8 +152,10 @@ def _load_member_data(task: Task, plan: MemberPlan, config: TrainConfig, ctx: Di
         build_cache(task, config.preprocessing, _dataset_modalities(plan, config), config.cache_dir, plan.datasets,
                     shard=(ctx.local_rank, ctx.local_world_size))
         barrier(ctx)
+    aug = config.augmentation
     return load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
-                         seed=config.seed, cache_dir=config.cache_dir)
+                         seed=config.seed, cache_dir=config.cache_dir,
+                         synth=aug.enabled and aug.domain_randomization > 0)
 
 
 def _train_members(task: Task, plans: list[MemberPlan], data: list[list[LoadedDataset]], run_dir: Path,
