@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import SimpleITK as sitk
 from factory import make_tiny_task
 
 import ACELib.io.image as image_io
+from ACELib.data.augment import AugmentationConfig
 from ACELib.data.check import check_task
+from ACELib.data.contract import SYNTH_FOLDER
 from ACELib.io.image import read_image, write_image
 from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
@@ -109,3 +112,16 @@ def test_every_bad_case_is_listed(task_path, tmp_path):
     _break(task_path, "empty")
     with pytest.raises(ValueError, match=r"has 2 problems:\n  - .*anatomy_001_0001.*\n  - .*lesion_000.nii.gz"):
         train(load_task(task_path), tmp_path / "run", CFG)
+
+
+def test_generator_maps_are_read_only_for_domain_randomisation(task_path, tmp_path, decodes):
+    root = task_path.parent
+    for ds in ("anatomy", "lesion"):  # a generator label map beside each label map (as ace phantoms writes)
+        shutil.copytree(root / ds / "labelsTr", root / ds / SYNTH_FOLDER)
+    train(load_task(task_path), tmp_path / "run", CFG)  # the default augmentation: no domain randomisation
+    assert not [name for name in decodes["itk"] if decodes["itk"][name] > 1]
+    assert sum(decodes["itk"].values()) == 12  # channels and label maps once; no generator map
+    decodes["itk"].clear()
+    config = CFG.with_changes(augmentation=AugmentationConfig(domain_randomization=0.5))
+    train(load_task(task_path), tmp_path / "run_dr", config)
+    assert sum(decodes["itk"].values()) == 16  # and now each case's generator map too
