@@ -1,5 +1,6 @@
 """The losses of ``ace train --loss`` by name, with what each computes; no torch, so that front ends
-(the Slicer module) can list them before torch is installed. The default, ACE, comes first."""
+(the Slicer module) can list them before torch is installed. ACE and its variants come first,
+then the baselines."""
 
 LOSSES: dict[str, str] = {
     "ace": "adaptive cross entropy, background set = labels the dataset does not annotate",

@@ -30,7 +30,7 @@ from ACESegmentationLib import processes
 
 TASK_FILE = "slicer_task.json"
 MODEL_FILES = ("model.safetensors", "model_last.safetensors")
-#: loss names of ``ace train --loss``, the default (ACE) first: ACELib's list, which needs no torch, so the
+#: loss names of ``ace train --loss``, ACE first: ACELib's list, which needs no torch, so the
 #: GUI lists them before torch is installed.
 LOSSES = tuple(LIBRARY_LOSSES)
 #: seconds a stop request may take (the current step, a validation if one is due, the checkpoint)
