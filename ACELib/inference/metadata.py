@@ -16,6 +16,7 @@ from pathlib import Path
 
 import ACELib
 from ACELib.data.preprocessing import Preprocessing
+from ACELib.inference.label_sources import LabelSource
 from ACELib.inference.model_schema import ALL_MODALITIES, ANY_SUBSET, metadata_problems, subset_rule_problems
 from ACELib.io.safetensors import SafetensorsError, read_safetensors_header
 from ACELib.labels import JointLabel
@@ -71,6 +72,10 @@ class ModelMetadata:
     """Which subsets of :attr:`modalities` the model accepts: :data:`ALL_MODALITIES` (every one is
     needed; every model before the hetero-modal network), :data:`ANY_SUBSET` (any non-empty subset), or
     the accepted subsets themselves (each a tuple of names)."""
+    label_sources: tuple[LabelSource, ...] = ()
+    """The training datasets' annotated labels and modalities (hetero-modal models): inference reads
+    each label from the modalities it was trained with (:mod:`ACELib.inference.label_sources`).
+    Empty: one pass over the input, whatever it holds."""
 
     def __post_init__(self):
         problems = subset_rule_problems(self.modality_subsets, self.modalities)
@@ -138,6 +143,7 @@ class ModelMetadata:
             **({} if self.modality_subsets == ALL_MODALITIES else
                {"modality_subsets": self.modality_subsets if isinstance(self.modality_subsets, str)
                 else [list(x) for x in self.modality_subsets]}),
+            **({"label_sources": [x.to_dict() for x in self.label_sources]} if self.label_sources else {}),
         }, indent=1)
 
     @classmethod
@@ -153,7 +159,8 @@ class ModelMetadata:
                    preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
                    patch_size=tuple(d.get("patch_size", (32, 32, 32))), task_name=d.get("task_name", ""),
                    training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"),
-                   modality_subsets=_subset_rule(d.get("modality_subsets", ALL_MODALITIES)))
+                   modality_subsets=_subset_rule(d.get("modality_subsets", ALL_MODALITIES)),
+                   label_sources=tuple(LabelSource.from_dict(x) for x in d.get("label_sources", ())))
 
 
 def _subset_rule(value) -> str | tuple[tuple[str, ...], ...]:

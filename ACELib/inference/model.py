@@ -13,6 +13,7 @@ import torch
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.fast import optimize_for_inference, plan_window
+from ACELib.inference.label_sources import combine_passes, source_passes
 from ACELib.inference.model_file import (
     ALL_MODALITIES,
     ANY_SUBSET,
@@ -172,6 +173,15 @@ class SegmentationModel:
                 def sub_progress(d, t, msg, i=i, name=member.name):
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
+            passes = source_passes(self.metadata.label_sources, names) if self.metadata.label_sources else [names]
+            if len(passes) > 1 and network_kind(member.network) == "hetero":
+                probs = self._combined_probabilities(net, member, x, passes, names, dtype,
+                                                     (window, overlap, batch_size), sub_progress, cancel)
+                classes = torch.tensor(member.classes, device=probs.device)
+                joint_maps.append(classes[probs.argmax(0)])
+                if not return_probabilities:
+                    probs = None
+                continue
             logits = sliding_window_logits(run, member_input, len(member.classes), window, overlap, batch_size,
                                            progress=sub_progress, cancel=cancel)
             classes = torch.tensor(member.classes, device=logits.device)
@@ -188,6 +198,26 @@ class SegmentationModel:
             prob_np = np.zeros((len(self.labels), *probs.shape[1:]), dtype=np.float32)
             prob_np[list(self.metadata.members[0].classes)] = probs.float().cpu().numpy()
         return joint, prob_np
+
+
+    def _combined_probabilities(self, net, member, x: torch.Tensor, passes, names, dtype, windowing, progress,
+                                cancel) -> torch.Tensor:
+        """``(K, D, H, W)`` probabilities of a hetero-modal member, each label read from the pass over
+        the modalities it was trained with (:func:`ACELib.inference.label_sources.combine_passes`)."""
+        window, overlap, batch_size = windowing
+        probs = {}
+        for j, sub in enumerate(passes):
+            keep = [names.index(m) for m in sub]
+            member_input, run = member_runner(net, member, x[keep], sub, self.device, dtype)
+            pass_progress = None
+            if progress is not None:
+                def pass_progress(d, t, msg, j=j):
+                    progress(j * t + d, len(passes) * t, f"{msg} (inputs {'+'.join(passes[j])})")
+            logits = sliding_window_logits(run, member_input, len(member.classes), window, overlap, batch_size,
+                                           progress=pass_progress, cancel=cancel)
+            probs[sub] = torch.softmax(logits.float(), dim=0)
+        index = {self.labels[c].name: k for k, c in enumerate(member.classes)}
+        return combine_passes(probs, self.metadata.label_sources, names, index.get)
 
 
 def member_runner(net: torch.nn.Module, member, x: torch.Tensor, names: Sequence[str], device: torch.device,

@@ -81,9 +81,30 @@ def metadata_problems(d) -> list[str]:
 
         names = [x for m in members if isinstance(m, dict) and _str_list(m.get("modalities")) for x in m["modalities"]]
         out.extend(f"'modality_subsets' {p}" for p in subset_rule_problems(d["modality_subsets"], names))
+    if "label_sources" in d:
+        out.extend(label_source_problems(d["label_sources"], labels, members))
     for key in ("preprocessing", "training"):
         if not isinstance(d.get(key, {}), dict):
             out.append(f"{key!r} must be an object, got {d[key]!r:.80}")
+    return out
+
+
+def label_source_problems(sources, labels: list, members: list) -> list[str]:
+    """What is wrong with a ``label_sources`` value: a list of ``{labels: [names], modalities: [names]}``
+    naming the model's labels and its members' modalities."""
+    if not isinstance(sources, list) or not sources:
+        return [f"'label_sources' must be a non-empty list, got {sources!r:.80}"]
+    names = {e["name"] for e in labels if isinstance(e, dict) and isinstance(e.get("name"), str)}
+    inputs = {x for m in members if isinstance(m, dict) and _str_list(m.get("modalities")) for x in m["modalities"]}
+    out = []
+    for i, s in enumerate(sources):
+        if not (isinstance(s, dict) and _str_list(s.get("labels")) and _str_list(s.get("modalities"))
+                and s["modalities"]):
+            out.append(f"label_sources[{i}] must be {{labels: [names], modalities: [names]}}, got {s!r:.80}")
+            continue
+        unknown = [x for x in s["labels"] if x not in names] + [x for x in s["modalities"] if x not in inputs]
+        if unknown:
+            out.append(f"label_sources[{i}] names {unknown}, not labels or modalities of the model")
     return out
 
 

@@ -9,10 +9,13 @@ modality dropout lets the model see every subset.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 
+from ACELib.inference.label_sources import LabelSource
 from ACELib.inference.model_file import ALL_MODALITIES, ANY_SUBSET
-from ACELib.labels import DatasetSpec, Task
+from ACELib.labels import BACKGROUND, DatasetSpec, Task
 
 
 def union_modalities(task: Task) -> tuple[str, ...]:
@@ -45,4 +48,32 @@ def accepted_subsets(task: Task, layout: Sequence[str], modality_dropout: float)
     return ALL_MODALITIES if subsets == [tuple(layout)] else tuple(subsets)
 
 
-__all__ = ["accepted_subsets", "dataset_channels", "union_modalities"]
+def label_sources(task: Task, layout: Sequence[str]) -> tuple[LabelSource, ...]:
+    """What each training dataset teaches a hetero-modal model: its foreground labels (in the task's
+    label order) and its modalities (in the model's order)."""
+    out = []
+    for ds in task.train_datasets:
+        names = tuple(lab.name for lab in task.labels if lab.name in ds.annotated_names and lab.name != BACKGROUND)
+        out.append(LabelSource(names, dataset_channels(ds, layout)))
+    return tuple(out)
+
+
+def record_label_sources(model_path: str | os.PathLike, task: Task) -> bool:
+    """Write :func:`label_sources` into a hetero-modal model file trained before models recorded them
+    (weights unchanged), so that its inference reads each label from its own modalities.
+
+    Returns:
+        False when there was nothing to do (not hetero-modal, or the sources are there already).
+    """
+    from ACELib.inference.model_file import read_model_file, save_model
+    from ACELib.networks.hetero import network_kind
+
+    meta, nets = read_model_file(model_path)
+    if meta.label_sources or network_kind(meta.members[0].network) != "hetero":
+        return False
+    sources = label_sources(task, meta.members[0].modalities)
+    save_model(model_path, dataclasses.replace(meta, label_sources=sources), nets)
+    return True
+
+
+__all__ = ["accepted_subsets", "dataset_channels", "label_sources", "record_label_sources", "union_modalities"]

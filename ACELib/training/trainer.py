@@ -57,7 +57,7 @@ from ACELib.training.distributed import (
     sync_buffers,
     wrap_model,
 )
-from ACELib.training.hetero import accepted_subsets, dataset_channels, union_modalities
+from ACELib.training.hetero import accepted_subsets, dataset_channels, label_sources, union_modalities
 from ACELib.training.lock import RunLock
 from ACELib.training.run_folder import TEXT_LOG, check_run_dir, prepare_run_dir, text_log
 from ACELib.training.schedule import learning_rate
@@ -195,9 +195,10 @@ def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> Model
     training = {k: v for k, v in config.to_dict().items() if k not in local}
     subsets = (accepted_subsets(task, plans[0].modalities, config.modality_dropout) if config.hetero_modal
                else "all")
+    sources = label_sources(task, plans[0].modalities) if config.hetero_modal else ()
     return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
                          patch_size=(config.patch_size,) * 3, task_name=task.name, training=training,
-                         modality_subsets=subsets)
+                         modality_subsets=subsets, label_sources=sources)
 
 
 def _net_config(plan: MemberPlan, config: TrainConfig) -> UNetConfig:
