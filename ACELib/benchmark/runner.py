@@ -34,6 +34,7 @@ from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
 from ACELib.phantoms.scenarios import TASK_FILE, make_scenario
 from ACELib.progress import Progress
 from ACELib.training import TrainConfig, train
+from ACELib.training.hetero import record_label_sources
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,10 @@ def train_method(run: BenchmarkRun, task: Task, method: Method, seed: int, devic
                  progress: Progress | None) -> Path:
     """Train one method with one seed (skipped when its model exists; resumed when cut off)."""
     config = method_config(run.profile, method, seed, device, cache_dir=str(run.out / "cache"))
-    return train_unless_done(task, run.run_dir(method, seed), config, progress)
+    model = train_unless_done(task, run.run_dir(method, seed), config, progress)
+    if method.hetero_modal and record_label_sources(model, task):  # a model trained before they were recorded
+        log.info("%s: label sources recorded in %s", method.key, model)
+    return model
 
 
 def evaluate_method(run: BenchmarkRun, task: Task, method: Method, seed: int, model_path: Path,
