@@ -134,3 +134,17 @@ def test_ace_models_says_which_modalities_a_model_needs(tmp_path, rule, says):
     line = describe(m)[1]
     assert line.startswith("  modalities  T1, FLAIR")
     assert (says in line) if says else line == "  modalities  T1, FLAIR"
+
+
+def test_the_any_contrast_tumour_model_takes_one_named_modality():
+    pytest.importorskip("nilearn")
+    from ACELib.phantoms.scenarios import scenario_subject
+
+    entry = find_model("tumor-any")
+    model = load_model(entry.path, device="cpu", expected_sha256=entry.sha256)
+    assert model.metadata.modality_subsets == "any" and len(model.metadata.label_sources) == 2
+    subject = scenario_subject("tumor", "test", 0, spacing=6.0, seed=11)
+    for names in (("T1c",), ("FLAIR", "T1")):
+        pred = model.predict(subject.stack(names), subject.geometry.spacing, modalities=names).labels
+        assert pred.shape == subject.joint.shape
+        assert set(np.unique(pred)) <= {lab.value for lab in model.labels}
