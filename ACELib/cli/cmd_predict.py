@@ -112,6 +112,9 @@ def _report_subset(model, names: tuple[str, ...]) -> None:
         raise ValueError(f"--{exc}") from None
     if missing:
         print(f"input lacks the modalities {', '.join(missing)}: the model segments without them")
+    warning = model.metadata.unsupported_labels_warning(names)
+    if warning:
+        print(f"warning: {warning}")
 
 
 def _is_dicom_input(folder: str) -> bool:

@@ -123,6 +123,22 @@ class ModelMetadata:
                              f"{list(names)} (missing {list(missing)})")
         return missing
 
+    def unsupported_labels(self, modalities) -> tuple[str, ...]:
+        """Labels that no training dataset taught with any of ``modalities`` (from :attr:`label_sources`;
+        none for a model without them): the model answers for them, but from inputs it never saw them in."""
+        given = set(modalities)
+        taught = {lab for s in self.label_sources if given & set(s.modalities) for lab in s.labels}
+        return tuple(lab for s in self.label_sources for lab in s.labels if lab not in taught)
+
+    def unsupported_labels_warning(self, modalities) -> str:
+        """A sentence naming :meth:`unsupported_labels` and the modalities they were taught with ("" if none)."""
+        unsupported = self.unsupported_labels(modalities)
+        if not unsupported:
+            return ""
+        need = sorted({m for s in self.label_sources if set(s.labels) & set(unsupported) for m in s.modalities})
+        return (f"{', '.join(unsupported)} were trained only with {' or '.join(need)}, which the input lacks: "
+                "expect them to be unreliable")
+
     @property
     def modalities(self) -> tuple[str, ...]:
         """All modalities the model needs, in order of first use by its members."""

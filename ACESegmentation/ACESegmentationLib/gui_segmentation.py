@@ -111,6 +111,9 @@ class SegmentationPanel:
             replace = True
         model = self.loadModel()
         names, volumes = self.logic.inputSubset(model, self.widget.inputVolumes())  # empty slots left out
+        warning = model.metadata.unsupported_labels_warning(names)
+        if warning and not slicer.util.confirmOkCancelDisplay(_("{warning}. Segment anyway?").format(warning=warning)):
+            return
         image, geometry = self.logic.readInputs(volumes, p.resample)
         self._pending = (model.labels, volumes[0], output, replace, p.showIn3D)
         self._job = BackgroundJob(lambda progress, cancel, notify: self.logic.predictLabels(

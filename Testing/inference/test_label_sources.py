@@ -111,3 +111,17 @@ def test_older_hetero_models_get_their_label_sources_recorded(trained, tmp_path)
     assert again.label_sources == meta.label_sources
     assert all(torch.equal(a, b) for a, b in zip(again_nets[0].state_dict().values(), nets[0].state_dict().values()))
     assert record_label_sources(old, task) is False  # nothing left to do
+
+
+def test_labels_never_taught_with_the_given_modalities_are_named(trained, tmp_path, capsys):
+    from ACELib.cli.main import main
+    from ACELib.io.image import write_image
+
+    path, image, geom = trained
+    meta, _ = read_model_file(path)
+    assert meta.unsupported_labels(("FLAIR",)) == ("CSF", "GM", "WM")
+    assert meta.unsupported_labels(("T1",)) == () and meta.unsupported_labels(("T1", "FLAIR")) == ()
+    write_image(tmp_path / "flair.nii.gz", image[1], geom)
+    assert main(["predict", "--model", str(path), "--modalities", "FLAIR", "--images", str(tmp_path / "flair.nii.gz"),
+                 "--out", str(tmp_path / "seg.nii.gz"), "--device", "cpu"]) == 0
+    assert "warning: CSF, GM, WM were trained only with T1, which the input lacks" in capsys.readouterr().out
