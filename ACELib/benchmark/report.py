@@ -18,7 +18,7 @@ import numpy as np
 
 import ACELib
 from ACELib.benchmark.figures import figure3_boxplot, figure4_qualitative
-from ACELib.benchmark.methods import METHODS, REFERENCE_METHOD
+from ACELib.benchmark.methods import METHODS, REFERENCE_METHODS
 from ACELib.benchmark.testset import per_case_dice
 from ACELib.io.atomic import atomic_write_text
 from ACELib.labels import Task
@@ -51,9 +51,11 @@ def table1(results: Results, labels: Sequence[str]) -> list[dict]:
     return out
 
 
-def wilcoxon_table(results: Results, labels: Sequence[str], reference: str = REFERENCE_METHOD) -> list[dict]:
-    """Two-sided Wilcoxon signed-rank p-values, reference vs each other method, paired by test case
-    on the seed-averaged Dice."""
+def wilcoxon_table(results: Results, labels: Sequence[str], reference: str | None = None) -> list[dict]:
+    """Two-sided Wilcoxon signed-rank p-values, reference (default: the first of
+    :data:`REFERENCE_METHODS` that ran) vs each other method, paired by test case on the seed-averaged Dice."""
+    if reference is None:
+        reference = next((m for m in REFERENCE_METHODS if m in results), None)
     if reference not in results:
         return []
     out = []

@@ -28,6 +28,13 @@ def test_wilcoxon_table_pairs_cases_on_seed_means():
     assert row["p_value"] == pytest.approx(0.03125)  # exact two-sided p of 6 wins out of 6
 
 
+def test_the_default_loss_is_the_reference_when_it_ran():
+    ace = {0: _rows([0.9, 0.8, 0.85, 0.7, 0.95, 0.75])}
+    rows = wilcoxon_table({"ace": ace, "ace+dice": ace, "naive-ce": ace}, ["WM"])
+    assert {r["reference"] for r in rows} == {"ace+dice"} and {r["method"] for r in rows} == {"ace", "naive-ce"}
+    assert {r["reference"] for r in wilcoxon_table({"ace": ace, "naive-ce": ace}, ["WM"])} == {"ace"}
+
+
 def test_method_typo_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown methods \['ace2'\]; valid: \['multi-unet'"):
         get_methods(["ace2"])
