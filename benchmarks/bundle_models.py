@@ -34,7 +34,8 @@ ENTRIES = {  # entry -> (id for `ace predict --model`, file, title)
 }
 
 
-def bundle(entry: str, results: Path, out: Path, method: str = "ace+dice", seed: int = 0) -> dict:
+def bundle(entry: str, results: Path, out: Path, method: str = "ace+dice", seed: int = 0,
+           command: str | None = None) -> dict:
     """Copy ``results/runs/<method>/seed<seed>/model.safetensors`` into ``out`` as ``entry``; its catalogue row."""
     model = results / "runs" / method / f"seed{seed}" / "model.safetensors"
     meta, _ = read_model_file(model)  # refuse anything that is not a valid model file
@@ -42,7 +43,7 @@ def bundle(entry: str, results: Path, out: Path, method: str = "ace+dice", seed:
     shifted_csv = results / "evaluation" / "shifted" / f"{method}_seed{seed}.csv"
     shifted = _mean_dice(shifted_csv) if shifted_csv.exists() else None
     readme = (results / "README.md").read_text().splitlines() if (results / "README.md").exists() else []
-    command = next((line.strip() for line in readme if line.strip().startswith("ace benchmark")),
+    command = command or next((line.strip() for line in readme if line.strip().startswith("ace benchmark")),
                    f"ace benchmark --scenario {entry.split('-')[0]} --profile cpu --head 0.5")
     model_id, name, title = ENTRIES[entry]
     shutil.copyfile(model, out / name)
@@ -66,12 +67,16 @@ def main() -> int:
     ap.add_argument("--wmh", type=Path, required=True, help="results folder of ace benchmark --scenario wmh --quick")
     ap.add_argument("--tumor", type=Path, required=True, help="results folder of ace benchmark --scenario tumor --quick")
     ap.add_argument("--method", default="ace+dice", help="benchmark method of the single-input models")
+    ap.add_argument("--wmh-method", default=None, help="folder under RESULTS/wmh/runs of the WMH model "
+                    "(default: --method), e.g. a longer run placed there")
+    ap.add_argument("--wmh-command", default=None, help="the command that trained it (default: the benchmark's)")
     ap.add_argument("--hetero", default=None, help="benchmark method of the hetero-modal tumour model "
                     "(e.g. ace-hetero; default: none bundled)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "ACELib" / "models")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    models = [bundle("wmh", args.wmh, args.out, args.method), bundle("tumor", args.tumor, args.out, args.method)]
+    models = [bundle("wmh", args.wmh, args.out, args.wmh_method or args.method, command=args.wmh_command),
+              bundle("tumor", args.tumor, args.out, args.method)]
     if args.hetero:
         models.append(bundle("tumor-hetero", args.tumor, args.out, args.hetero))
     atomic_write_text(args.out / "catalogue.json", json.dumps({"models": models}, indent=2) + "\n")

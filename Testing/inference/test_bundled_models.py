@@ -18,7 +18,7 @@ CATALOGUE = json.loads((MODELS / "catalogue.json").read_text())["models"]
 def test_catalogue_lists_both_scenarios():
     assert {m["scenario"] for m in CATALOGUE} == {"wmh", "tumor"}
     for m in CATALOGUE:
-        assert m["simulated_training_data"] is True and m["trained_by"].startswith("ace benchmark")
+        assert m["simulated_training_data"] is True and m["trained_by"].startswith(("ace benchmark", "ace train"))
         assert (MODELS / m["file"]).stat().st_size < 5 * 2 ** 20  # a few MB at most
         assert has_checksum(MODELS / m["file"])  # every load verifies the weights
 
