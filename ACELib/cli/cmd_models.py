@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ACELib.inference.model_schema import ANY_SUBSET
 from ACELib.models import BundledModel, bundled_models
 
 NAME = "models"
@@ -17,7 +18,7 @@ def add_arguments(p) -> None:
 
 def _subset_note(rule) -> str:
     """How many of its modalities a model needs, from its catalogue entry's ``modality_subsets``."""
-    if rule == "any":
+    if rule == ANY_SUBSET:
         return "  (any non-empty subset: `ace predict --modalities`)"
     if isinstance(rule, list) and rule:
         return "  (or one of the subsets " + ", ".join("+".join(s) for s in rule) + ")"

@@ -47,13 +47,18 @@ class LabelSource:
         return cls(tuple(d["labels"]), tuple(d["modalities"]))
 
 
+def _subset(source: LabelSource, given: Sequence[str]) -> tuple[str, ...]:
+    """The source's modalities present in the input, in the input's order."""
+    return tuple(m for m in given if m in source.modalities)
+
+
 def source_passes(sources: Sequence[LabelSource], given: Sequence[str]) -> list[tuple[str, ...]]:
     """The input subsets to run the network on, in model-input order of ``given``: one per distinct
     non-empty ``source.modalities ∩ given``, most modalities first. One entry (``given``) means a
     single ordinary pass."""
     subsets: list[tuple[str, ...]] = []
     for s in sources:
-        sub = tuple(m for m in given if m in s.modalities)
+        sub = _subset(s, given)
         if sub and sub not in subsets:
             subsets.append(sub)
     subsets.sort(key=len, reverse=True)  # stable: ties keep training order
@@ -84,7 +89,7 @@ def combine_passes(probs: Mapping[tuple[str, ...], torch.Tensor], sources: Seque
     p = first
     for sub in order:
         p = probs[sub]
-        placed = [c for s in sources if tuple(m for m in given if m in s.modalities) == sub
+        placed = [c for s in sources if _subset(s, given) == sub
                   for c in (class_of(name) for name in s.labels) if c is not None and c in open_classes]
         placed = list(dict.fromkeys(placed))
         if not placed:

@@ -167,30 +167,26 @@ class SegmentationModel:
         joint_maps, probs = [], None
         n = len(self.networks)
         for i, (net, member) in enumerate(zip(self.fast_networks(), self.metadata.members)):
-            member_input, run = member_runner(net, member, x, names, self.device, dtype)
             sub_progress = None
             if progress is not None:
                 def sub_progress(d, t, msg, i=i, name=member.name):
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
-            passes = source_passes(self.metadata.label_sources, names) if self.metadata.label_sources else [names]
+            passes = source_passes(self.metadata.label_sources, names)  # one pass without label sources
             if len(passes) > 1 and network_kind(member.network) == "hetero":
-                probs = self._combined_probabilities(net, member, x, passes, names, dtype,
-                                                     (window, overlap, batch_size), sub_progress, cancel)
-                classes = torch.tensor(member.classes, device=probs.device)
-                joint_maps.append(classes[probs.argmax(0)])
-                if not return_probabilities:
-                    probs = None
-                continue
-            logits = sliding_window_logits(run, member_input, len(member.classes), window, overlap, batch_size,
-                                           progress=sub_progress, cancel=cancel)
-            classes = torch.tensor(member.classes, device=logits.device)
-            if n == 1 and return_probabilities:
-                probs = torch.softmax(logits, dim=0)
-                joint_maps.append(classes[probs.argmax(0)])
+                scores = self._combined_probabilities(net, member, x, passes, names, dtype,
+                                                      (window, overlap, batch_size), sub_progress, cancel)
             else:
-                joint_maps.append(classes[logits.argmax(0)])
-            del logits
+                member_input, run = member_runner(net, member, x, names, self.device, dtype)
+                scores = sliding_window_logits(run, member_input, len(member.classes), window, overlap, batch_size,
+                                               progress=sub_progress, cancel=cancel)
+                if n == 1 and return_probabilities:
+                    scores = torch.softmax(scores, dim=0)
+            if n == 1 and return_probabilities:
+                probs = scores
+            classes = torch.tensor(member.classes, device=scores.device)
+            joint_maps.append(classes[scores.argmax(0)])
+            del scores
         joint = joint_maps[0] if n == 1 else fuse_label_maps(joint_maps, priority=list(range(n)))
         joint = torch.as_tensor(joint).to("cpu").numpy().astype(np.uint8)
         prob_np = None
@@ -198,7 +194,6 @@ class SegmentationModel:
             prob_np = np.zeros((len(self.labels), *probs.shape[1:]), dtype=np.float32)
             prob_np[list(self.metadata.members[0].classes)] = probs.float().cpu().numpy()
         return joint, prob_np
-
 
     def _combined_probabilities(self, net, member, x: torch.Tensor, passes, names, dtype, windowing, progress,
                                 cancel) -> torch.Tensor:

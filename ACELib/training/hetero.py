@@ -65,12 +65,14 @@ def record_label_sources(model_path: str | os.PathLike, task: Task) -> bool:
     Returns:
         False when there was nothing to do (not hetero-modal, or the sources are there already).
     """
+    from ACELib.inference.metadata import read_model_metadata
     from ACELib.inference.model_file import read_model_file, save_model
     from ACELib.networks.hetero import network_kind
 
-    meta, nets = read_model_file(model_path)
-    if meta.label_sources or network_kind(meta.members[0].network) != "hetero":
+    header = read_model_metadata(model_path)  # the header alone: no weights read when nothing is to do
+    if header.get("label_sources") or network_kind(header["members"][0]["network"]) != "hetero":
         return False
+    meta, nets = read_model_file(model_path)
     sources = label_sources(task, meta.members[0].modalities)
     save_model(model_path, dataclasses.replace(meta, label_sources=sources), nets)
     return True
