@@ -109,8 +109,8 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
 def _check_values(task: Task, ds: DatasetSpec, case: Case, image: np.ndarray, label: np.ndarray) -> None:
     """Raise ``DatasetError`` listing what the voxels of a case make unusable (see :func:`load_case`)."""
     problems = [p for path, channel in zip(case.image_paths, image) for p in image_value_problems(channel, path)]
-    declared = read_dataset_info(task.dataset_path(ds)).labels  # for the advice about an unmapped ignore label
-    problems += label_value_problems(label, case.label_path, ds, declared)
+    # dataset.json is read again only for the advice about an unmapped ignore label
+    problems += label_value_problems(label, case.label_path, ds, lambda: read_dataset_info(task.dataset_path(ds)).labels)
     if problems:
         raise DatasetError("; ".join(problems))
 

@@ -12,7 +12,7 @@ its one loading pass (:func:`ACELib.data.case.load_case`, with :func:`image_valu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +56,21 @@ def image_value_problems(image: np.ndarray, path: Path) -> list[str]:
     return [] if blank is None else [f"{path}: blank image (every voxel is {blank:g})"]
 
 
-def label_value_problems(label: np.ndarray, path: Path, ds: DatasetSpec, declared: Mapping[str, int]) -> list[str]:
+def label_value_problems(label: np.ndarray, path: Path, ds: DatasetSpec,
+                         declared: Mapping[str, int] | Callable[[], Mapping[str, int]]) -> list[str]:
     """What the values of a label map make unusable: values the task does not map for ``ds`` (with
     advice when ``dataset.json`` calls one ``"ignore"``), or nothing but background.
 
     Args:
-        declared: the labels of the dataset's ``dataset.json`` (name -> value).
+        declared: the labels of the dataset's ``dataset.json`` (name -> value), or a function that reads
+            them (called only when there are undeclared values, so a clean case costs no read).
     """
     values = set(np.unique(label).tolist())
     allowed = {0, *ds.labels}
     extra = sorted(v for v in values if v not in allowed)
     out = []
     if extra:
+        declared = declared() if callable(declared) else declared
         out.append(f"{path}: label values {extra} are not declared for dataset {ds.name!r} "
                    f"(declared: {sorted(allowed)})" + _ignore_hint(declared, extra))
     if values <= {0}:
