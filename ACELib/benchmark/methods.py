@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ACELib.training import TrainConfig, profile_config
 
@@ -16,6 +16,8 @@ class Method:
             (``TrainConfig.hetero_modal``).
         conditions: further input subsets its models are tested with, besides all modalities (see
             :mod:`ACELib.benchmark.conditions`); a subset the test set lacks is skipped.
+        augment: ``(field, value)`` pairs that change the profile's augmentation
+            (:class:`ACELib.data.augment.AugmentationConfig`) for this method.
     """
 
     key: str
@@ -24,6 +26,7 @@ class Method:
     multi_unet: bool = False
     hetero_modal: bool = False
     conditions: tuple[tuple[str, ...], ...] = ()
+    augment: tuple[tuple[str, float], ...] = ()
 
 
 METHODS: dict[str, Method] = {m.key: m for m in (
@@ -35,6 +38,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("ace+dice", "ACE + marginal Dice", "ace+dice"),
     Method("marginal", "Marginal CE (widened labels)", "marginal"),
     Method("ace-hetero", "ACE + marginal Dice, hetero-modal", "ace+dice", hetero_modal=True, conditions=(("T1",),)),
+    Method("ace+dice+curve", "ACE + marginal Dice, contrast curves", "ace+dice", augment=(("p_curve", 0.5),)),
 )}
 DEFAULT_METHODS = ("multi-unet", "naive-ce", "naive-dice", "ace-patch", "ace", "ace+dice")
 """The paper's comparison (plus ACE + marginal Dice); ``marginal`` (which also reads an anatomy
@@ -74,8 +78,10 @@ def get_profile(name: str) -> Profile:
 def method_config(profile: Profile, method: Method, seed: int, device: str = "auto",
                   cache_dir: str | None = None) -> TrainConfig:
     """The training settings of ``method`` under ``profile`` with ``seed`` (and a shared data cache)."""
+    augmentation = replace(profile.train.augmentation, **dict(method.augment))
     return profile.train.with_changes(loss=method.loss, multi_unet=method.multi_unet, seed=seed, device=device,
-                                      cache_dir=cache_dir, hetero_modal=method.hetero_modal)
+                                      cache_dir=cache_dir, hetero_modal=method.hetero_modal,
+                                      augmentation=augmentation)
 
 
 def get_methods(keys) -> list[Method]:

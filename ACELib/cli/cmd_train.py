@@ -52,6 +52,10 @@ def add_arguments(p) -> None:
     p.add_argument("--domain-randomization", type=float, metavar="P",
                    help="chance that a sample's image is synthesised with random contrasts from the case's generator "
                         "label map (datasets written by ace phantoms; default 0)")
+    p.add_argument("--contrast-curve", type=float, metavar="P",
+                   help="chance that a patch channel's intensities are remapped through a random increasing curve, "
+                        "which changes tissue contrasts as another scanner would (any data; default "
+                        f"{d.augmentation.p_curve:g})")
     p.add_argument("--val-fraction", type=float, help=f"cases held out per dataset for validation (default {d.validation_fraction})")
     p.add_argument("--val-interval", type=int, help=f"steps between validations (default {d.validation_interval})")
     p.add_argument("--checkpoint-interval", type=int, help=f"steps between checkpoints (default {d.checkpoint_interval})")
@@ -98,6 +102,8 @@ def config_from_args(args) -> TrainConfig:
         aug = AugmentationConfig.off()
     if args.domain_randomization is not None:
         aug = replace(aug, domain_randomization=args.domain_randomization)
+    if args.contrast_curve is not None:
+        aug = replace(aug, p_curve=args.contrast_curve)
     if aug != base.augmentation:
         overrides["augmentation"] = aug
     return profile_config(args.profile, **overrides)

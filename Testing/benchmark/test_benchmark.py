@@ -35,6 +35,17 @@ def test_the_default_loss_is_the_reference_when_it_ran():
     assert {r["reference"] for r in wilcoxon_table({"ace": ace, "naive-ce": ace}, ["WM"])} == {"ace"}
 
 
+def test_a_method_can_change_the_profiles_augmentation():
+    from ACELib.benchmark.methods import method_config
+
+    (curve, plain) = get_methods(["ace+dice+curve", "ace+dice"])
+    profile = PROFILES["cpu"]
+    on, off = method_config(profile, curve, seed=0), method_config(profile, plain, seed=0)
+    assert on.augmentation.p_curve == 0.5 and off.augmentation == profile.train.augmentation
+    assert on.loss == off.loss == "ace+dice"
+    assert on.augmentation.p_noise == profile.train.augmentation.p_noise  # the rest is the profile's
+
+
 def test_method_typo_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown methods \['ace2'\]; valid: \['multi-unet'"):
         get_methods(["ace2"])

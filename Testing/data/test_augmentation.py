@@ -168,3 +168,40 @@ def test_sampler_refuses_domain_randomisation_without_label_maps():
         BalancedSampler(_dataset(synth=False), 8, 2, augmentation=AugmentationConfig(domain_randomization=0.5))
     s = BalancedSampler(_dataset(synth=True), 8, 2, augmentation=AugmentationConfig(domain_randomization=1.0))
     assert torch.isfinite(s.sample().image).all()
+
+
+def test_intensity_curve_keeps_order_and_statistics_and_changes_relative_contrast():
+    # three tissues at 0.3, 0.65 and 0.95 (CSF, GM, WM in T1): a curve changes the GM/WM gap
+    # relative to the CSF/GM gap, keeps their order, the channel's mean and std, and leaves channel 1
+    x = torch.tensor([0.3, 0.65, 0.95]).repeat_interleave(200).reshape(1, 6, 10, 10).repeat(2, 1, 1, 1)
+    knots = it.monotone_curve([3.0, 1.0, 1.0, 1.0, 1.0])
+    y = it.intensity_curve(x, [knots, None])
+    assert torch.equal(y[1], x[1])
+    csf, gm, wm = (float(y[0].flatten()[k * 200]) for k in range(3))
+    assert csf < gm < wm
+    assert abs((wm - gm) / (gm - csf) - (0.95 - 0.65) / (0.65 - 0.3)) > 0.2
+    np.testing.assert_allclose([float(y[0].mean()), float(y[0].std())], [float(x[0].mean()), float(x[0].std())],
+                               rtol=1e-4)
+    straight = it.intensity_curve(x, [it.monotone_curve([1.0] * 5), None])
+    np.testing.assert_allclose(straight, x, atol=1e-5)
+    with pytest.raises(ValueError, match="positive numbers"):
+        it.monotone_curve([1.0, 0.0])
+
+
+def test_intensity_curve_is_off_by_default_and_seeded_when_on():
+    case = _case()
+    plain = PatchAugmenter(AugmentationConfig())
+    on = PatchAugmenter(AugmentationConfig(p_curve=1.0))
+    args = (case.image, case.target, (10, 11, 9), (8, 8, 8))
+    a = plain(*args, np.random.default_rng(3), case.pad_values)
+    b = on(*args, np.random.default_rng(3), case.pad_values)
+    c = on(*args, np.random.default_rng(3), case.pad_values)
+    assert np.array_equal(b[0], c[0]) and np.array_equal(b[1], c[1])
+    assert np.array_equal(a[1], b[1])  # labels untouched
+    assert not np.allclose(a[0], b[0])
+    # off (the default) draws nothing: a config saved before the option produces the same stream
+    assert AugmentationConfig().p_curve == 0.0
+    with pytest.raises(ValueError, match="p_curve must be a probability"):
+        AugmentationConfig(p_curve=2.0)
+    with pytest.raises(ValueError, match="curve_strength must be >= 0"):
+        AugmentationConfig(curve_strength=-1.0)

@@ -9,7 +9,10 @@ the left-right axis (array axis 2, x) is mirrored by default. Added for MR scann
 leaves to its data: a smooth multiplicative bias field, thick slices along one axis, and a smooth
 (elastic) deformation. ``domain_randomization`` is the SynthSeg idea (Billot et al., 2023): with this
 probability a sample's image is drawn anew from the case's generator label map with a random
-contrast per class (see :mod:`ACELib.data.augment.synthesis`).
+contrast per class (see :mod:`ACELib.data.augment.synthesis`). ``p_curve`` remaps a channel's
+intensities through a random increasing curve (as MONAI's ``RandHistogramShift`` does with its
+control points), which changes how bright each tissue is relative to the others while keeping
+their order: the contrast differences between scanners that per-image normalisation leaves.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from ACELib.io.strict_json import refuse_unknown_keys
 
 _PROBABILITIES = ("p_rotation", "p_scale", "p_elastic", "p_mirror", "p_noise", "p_blur", "p_brightness",
                   "p_contrast", "p_bias", "p_lowres", "p_thick_slices", "p_gamma", "p_gamma_inverted",
-                  "domain_randomization")
+                  "domain_randomization", "p_curve")
 _RANGES = ("scale", "noise_variance", "blur_sigma", "brightness", "contrast", "lowres_zoom", "gamma",
            "thick_slices")
+
+
+CURVE_SEGMENTS = 5
+"""Segments of the random intensity curve (``p_curve``): four knots between the ends."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class AugmentationConfig:
         domain_randomization: chance that a sample's image is synthesised from its generator label
             map (needs datasets with ``synthTr`` maps, as ``ace phantoms`` writes).
         per_channel: intensity transforms draw their parameters per channel.
+        p_curve, curve_strength: chance of remapping a channel through a random increasing curve
+            of :data:`CURVE_SEGMENTS` segments whose rises are ``exp(N(0, curve_strength))``
+            (0: a straight line). Off by default, so that settings saved without it train as before.
     """
 
     enabled: bool = True
@@ -77,6 +87,8 @@ class AugmentationConfig:
     gamma: tuple[float, float] = (0.7, 1.5)
     domain_randomization: float = 0.0
     per_channel: bool = True
+    p_curve: float = 0.0
+    curve_strength: float = 0.5
 
     def __post_init__(self):
         for name in _PROBABILITIES:
@@ -90,7 +102,7 @@ class AugmentationConfig:
         if self.scale[0] <= 0 or self.lowres_zoom[0] <= 0 or self.lowres_zoom[1] > 1:
             raise ValueError(f"augmentation scale must be > 0 and lowres_zoom in (0, 1], got {self.scale}, "
                              f"{self.lowres_zoom}")
-        for name in ("rotation_deg", "elastic_voxels", "bias_std"):
+        for name in ("rotation_deg", "elastic_voxels", "bias_std", "curve_strength"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)!r}")
         if any(a not in (0, 1, 2) for a in self.mirror_axes) or len(set(self.mirror_axes)) != len(self.mirror_axes):
@@ -111,4 +123,4 @@ class AugmentationConfig:
         return cls(enabled=False)
 
 
-__all__ = ["AugmentationConfig"]
+__all__ = ["CURVE_SEGMENTS", "AugmentationConfig"]

@@ -87,6 +87,49 @@ def gamma(x: torch.Tensor, gammas: Sequence[float], inverted: Sequence[bool]) ->
     return out
 
 
+def monotone_curve(rng_increments: Sequence[float]) -> torch.Tensor:
+    """Knots ``(K + 2,)`` of a random increasing curve from 0 to 1 on ``K + 1`` equal segments.
+
+    Args:
+        rng_increments: ``K + 1`` positive segment rises (any scale); they are normalised to sum to 1.
+    """
+    w = torch.as_tensor(rng_increments, dtype=torch.float32)
+    if w.ndim != 1 or w.numel() < 1 or bool((w <= 0).any()):
+        raise ValueError(f"curve increments must be a non-empty 1D array of positive numbers, got {w.tolist()}")
+    return torch.cat([torch.zeros(1), torch.cumsum(w, 0) / w.sum()])
+
+
+def intensity_curve(x: torch.Tensor, knots: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Remap each channel through its own increasing piecewise-linear curve; mean and std are kept.
+
+    A scanner changes the *relative* brightness of tissues (e.g. the GM/WM ratio in T1), which a
+    global brightness, contrast or gamma change barely touches. The channel is rescaled to 0..1,
+    mapped through ``knots[c]`` (values at ``K + 2`` equally spaced points, increasing from 0 to 1,
+    see :func:`monotone_curve`), and given back its mean and standard deviation, as :func:`gamma`
+    does. The order of intensities is kept, so a tissue darker than another stays darker.
+
+    Args:
+        x: ``(C, D, H, W)`` float32.
+        knots: per channel a ``(K + 2,)`` tensor, or None to leave that channel.
+    """
+    out = x.clone()
+    for c, ys in enumerate(knots):
+        if ys is None:
+            continue
+        v = x[c]
+        mean, std = v.mean(), v.std()
+        lo, hi = v.min(), v.max()
+        span = (hi - lo).clamp_min(1e-7)
+        segments = ys.numel() - 1
+        t = ((v - lo) / span).clamp(0.0, 1.0) * segments
+        i = t.floor().clamp(max=segments - 1)
+        left = ys[i.long()]
+        v = left + (t - i) * (ys[i.long() + 1] - left)
+        v = (v - v.mean()) / v.std().clamp_min(1e-7) * std + mean
+        out[c] = v
+    return out
+
+
 def low_resolution(x: torch.Tensor, zooms: Sequence[float]) -> torch.Tensor:
     """Downsample each channel by ``zooms[c]`` (nearest) and back (trilinear); 1 leaves it."""
     out = x.clone()
@@ -111,5 +154,5 @@ def thick_slices(x: torch.Tensor, axis: int, thickness: int) -> torch.Tensor:
     return F.interpolate(pooled, size=size, mode="trilinear", align_corners=False)[0]
 
 
-__all__ = ["bias_field", "blur", "contrast", "gamma", "gaussian_kernel", "low_resolution", "smooth_field",
-           "thick_slices"]
+__all__ = ["bias_field", "blur", "contrast", "gamma", "gaussian_kernel", "intensity_curve", "low_resolution",
+           "monotone_curve", "smooth_field", "thick_slices"]

@@ -1,7 +1,7 @@
 """One augmented training patch: spatial transform, optional domain randomisation, intensity.
 
 Order (nnU-Net's, plus the MR additions): resample (rotation, zoom, deformation) -> synthesise
-(domain randomisation) -> noise -> blur -> brightness -> contrast -> bias field -> low resolution ->
+(domain randomisation) -> intensity curve -> noise -> blur -> brightness -> contrast -> bias field -> low resolution ->
 thick slices -> gamma (inverted, then plain) -> mirror. Every random number is drawn from the
 generator passed in (the sampler's), so a stream of patches is reproducible and resumes exactly.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ACELib.data.augment import intensity as it
-from ACELib.data.augment.config import AugmentationConfig
+from ACELib.data.augment.config import CURVE_SEGMENTS, AugmentationConfig
 from ACELib.data.augment.spatial import draw_spatial, mirror, resample_image, resample_labels, sampling_grid
 from ACELib.data.augment.synthesis import synthesize_patch
 from ACELib.data.patches import crop
@@ -78,6 +78,13 @@ class PatchAugmenter:
             v = rng.uniform(lo_hi[0], lo_hi[1], c)
             return v if cfg.per_channel else np.full(c, v[0])
 
+        if cfg.p_curve > 0:  # drawn only when on: settings without it keep their random stream
+            hit = chosen(cfg.p_curve)
+            rises = np.exp(rng.normal(0.0, cfg.curve_strength, (c, CURVE_SEGMENTS)))
+            if not cfg.per_channel:
+                rises[:] = rises[0]
+            if hit.any():
+                x = it.intensity_curve(x, [it.monotone_curve(r) if h else None for h, r in zip(hit, rises)])
         hit, var = chosen(cfg.p_noise), uniform(cfg.noise_variance)
         if hit.any():
             noise = torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32))
