@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from ACELib.cli.progress import ProgressBar
 from ACELib.data.augment import AugmentationConfig
+from ACELib.data.sampling import MODALITY_SUBSETS
 from ACELib.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
@@ -72,7 +73,12 @@ def add_arguments(p) -> None:
                    help="one network over the union of the datasets' modalities, each sample with its own "
                         "(per-modality stems fused by mean and variance; docs/hetero_modal.md)")
     p.add_argument("--modality-dropout", type=float, metavar="P",
-                   help=f"with --hetero-modal: chance of dropping each present modality (default {d.modality_dropout})")
+                   help="with --hetero-modal: chance that a patch loses some of its dataset's modalities "
+                        f"(default {d.modality_dropout})")
+    p.add_argument("--modality-subsets", choices=MODALITY_SUBSETS,
+                   help="with --hetero-modal: uniform: a dropped patch keeps a uniformly drawn non-empty subset "
+                        "of its modalities; independent: each modality is dropped on its own, as models trained "
+                        f"before this option (default {d.modality_subsets})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
@@ -82,6 +88,7 @@ _OPTIONS = {  # argparse destination -> TrainConfig field
     "warmup": "warmup_steps", "val_fraction": "validation_fraction", "val_interval": "validation_interval",
     "checkpoint_interval": "checkpoint_interval", "seed": "seed", "device": "device", "threads": "num_threads",
     "cache": "cache_dir", "workers": "num_workers", "modality_dropout": "modality_dropout",
+    "modality_subsets": "modality_subsets",
 }
 
 

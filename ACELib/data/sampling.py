@@ -8,9 +8,16 @@ sampler with the same seed yields the same batches, and its state can be saved a
 
 Hetero-modal training (``layout``): datasets may have different modalities. Each patch is placed
 into the layout's channels (zeros where its dataset has no image) and the batch carries a
-``present`` mask; with ``modality_dropout`` p, each present modality of a patch is dropped with
-probability p (at least one is kept), drawn from a seed that the patch takes from the generator,
-like its augmentation seed, so :meth:`BalancedSampler.skip` stays exact.
+``present`` mask. Modality dropout with probability p (``modality_subsets``):
+
+* ``"uniform"``: with probability p a patch keeps a subset of its dataset's modalities drawn
+  uniformly among the non-empty ones (the full set included), otherwise all of them. Half the
+  patches (p = 0.5) still show the network everything the dataset has.
+* ``"independent"``: each present modality is dropped with probability p (at least one is kept);
+  the rule of models trained before ``"uniform"`` existed.
+
+The draw comes from a seed that the patch takes from the generator, like its augmentation seed, so
+:meth:`BalancedSampler.skip` stays exact.
 
 :class:`SamplerStream` runs samplers in ``torch.utils.data.DataLoader`` worker processes, one
 generator per worker, seeded by :func:`stream_seed` from (seed, rank, worker).
@@ -28,6 +35,10 @@ from ACELib.data.augment import AugmentationConfig, PatchAugmenter
 from ACELib.data.case import LoadedCase
 from ACELib.data.loading import LoadedDataset
 from ACELib.data.patches import crop
+
+
+MODALITY_SUBSETS = ("uniform", "independent")
+"""How modality dropout draws the modalities a patch keeps (see the module docstring)."""
 
 
 @dataclass
@@ -86,13 +97,15 @@ class BalancedSampler:
         layout: hetero-modal training: the model's modalities, in channel order; every dataset's
             ``modalities`` must be among them (their cases may then differ in channel count).
             None: all cases share their channels and batches have no ``present`` mask.
-        modality_dropout: probability in [0, 1) of dropping each present modality of a patch
-            (at least one is kept); needs ``layout``.
+        modality_dropout: probability in [0, 1) of modality dropout (see the module docstring);
+            needs ``layout``.
+        modality_subsets: ``"uniform"`` or ``"independent"``: how dropped modalities are drawn.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
                  batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None,
-                 layout: Sequence[str] | None = None, modality_dropout: float = 0.0):
+                 layout: Sequence[str] | None = None, modality_dropout: float = 0.0,
+                 modality_subsets: str = "uniform"):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -104,6 +117,9 @@ class BalancedSampler:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.layout = None if layout is None else tuple(layout)
         self.modality_dropout = float(modality_dropout)
+        if modality_subsets not in MODALITY_SUBSETS:
+            raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSETS)}, got {modality_subsets!r}")
+        self.modality_subsets = modality_subsets
         self._channel_maps = self._check_layout()
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
@@ -153,10 +169,13 @@ class BalancedSampler:
         with modality dropout drawn from ``rng`` (None: none)."""
         chans = self._channel_maps[k]
         keep = np.ones(len(chans), dtype=bool)
-        if rng is not None:
+        if rng is not None and self.modality_subsets == "independent":
             keep = rng.random(len(chans)) >= self.modality_dropout
             if not keep.any():
                 keep[int(rng.integers(len(chans)))] = True
+        elif rng is not None and rng.random() < self.modality_dropout:
+            bits = int(rng.integers(1, 2 ** len(chans)))  # a non-empty subset, each equally likely
+            keep = np.array([(bits >> j) & 1 for j in range(len(chans))], dtype=bool)
         out = np.zeros((len(self.layout), *img.shape[1:]), dtype=img.dtype)
         present = np.zeros(len(self.layout), dtype=bool)
         for j, c in enumerate(chans):
@@ -258,8 +277,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
     ``restart = 1 + origin`` and count their batches from there.
 
     Args:
-        datasets, patch_size, batch_size, augmentation, layout, modality_dropout: as for
-            :class:`BalancedSampler`.
+        datasets, patch_size, batch_size, augmentation, layout, modality_dropout, modality_subsets: as
+            for :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
         origin: None for streams that began with the run, else the step where they were restarted.
@@ -268,18 +287,19 @@ class SamplerStream(torch.utils.data.IterableDataset):
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
                  seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
                  augmentation: AugmentationConfig | None = None, layout: Sequence[str] | None = None,
-                 modality_dropout: float = 0.0):
+                 modality_dropout: float = 0.0, modality_subsets: str = "uniform"):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
         if origin is not None and not 0 <= origin <= start_step:
             raise ValueError(f"origin must be None or in [0, start_step={start_step}], got {origin}")
         # check the arguments up front
-        BalancedSampler(datasets, patch_size, batch_size, seed=0, layout=layout, modality_dropout=modality_dropout)
+        BalancedSampler(datasets, patch_size, batch_size, seed=0, layout=layout, modality_dropout=modality_dropout,
+                        modality_subsets=modality_subsets)
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
         self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
         self.augmentation = augmentation
-        self.layout, self.modality_dropout = layout, modality_dropout
+        self.layout, self.modality_dropout, self.modality_subsets = layout, modality_dropout, modality_subsets
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
@@ -293,7 +313,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
         sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
                                   seed=stream_seed(self.seed, self.rank, 1 + role, tag),
                                   augmentation=self.augmentation, layout=self.layout,
-                                  modality_dropout=self.modality_dropout)
+                                  modality_dropout=self.modality_dropout, modality_subsets=self.modality_subsets)
         sampler.skip(len(range(role, done, num_workers)))
         return sampler
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ACELib.data.augment import AugmentationConfig
 from ACELib.data.preprocessing import Preprocessing
+from ACELib.data.sampling import MODALITY_SUBSETS
 from ACELib.io.strict_json import refuse_unknown_keys
 from ACELib.losses import LOSSES
 from ACELib.training.schedule import SCHEDULES
@@ -31,8 +32,12 @@ class TrainConfig:
         hetero_modal: train the single model with the hetero-modal network
             (:class:`ACELib.networks.HeteroUNet3D`) on the union of the datasets' modalities, each
             sample with exactly the modalities its dataset has (see :mod:`ACELib.training.hetero`).
-        modality_dropout: (hetero_modal) probability in [0, 1) of dropping each present modality of a
-            training patch, at least one kept; 0 trains only the datasets' own subsets.
+        modality_dropout: (hetero_modal) probability in [0, 1) of modality dropout on a training
+            patch; 0 trains only the datasets' own subsets.
+        modality_subsets: (hetero_modal) how dropout draws the kept modalities: ``"uniform"`` (a
+            dropped patch keeps a uniformly drawn non-empty subset) or ``"independent"`` (each
+            modality dropped on its own; runs saved without this setting read as that), see
+            :mod:`ACELib.data.sampling`.
         cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);
             None holds them in RAM.
         num_workers: DataLoader processes drawing patches (0: in the training process). A resume
@@ -59,6 +64,7 @@ class TrainConfig:
     multi_unet: bool = False
     hetero_modal: bool = False
     modality_dropout: float = 0.5
+    modality_subsets: str = "uniform"
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
@@ -88,6 +94,8 @@ class TrainConfig:
                              "dataset's own modalities); choose one")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
+        if self.modality_subsets not in MODALITY_SUBSETS:
+            raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSETS)}, got {self.modality_subsets!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
         if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):
@@ -103,6 +111,8 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         refuse_unknown_keys(d, cls, "training settings")
         d = dict(d)
+        if "modality_dropout" in d:  # saved before the uniform rule existed: the per-modality one
+            d.setdefault("modality_subsets", "independent")
         if "preprocessing" in d:
             d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
         if "augmentation" in d:
@@ -111,8 +121,11 @@ class TrainConfig:
 
     def resume_conflicts(self, saved: TrainConfig) -> list[str]:
         """Settings that differ from a saved run's and cannot change on resume."""
+        ignored = set(RESUMABLE_CHANGES)
+        if not (self.hetero_modal or saved.hetero_modal):  # dropout settings mean nothing then
+            ignored |= {"modality_dropout", "modality_subsets"}
         return [f"{f.name}: run has {getattr(saved, f.name)!r}, asked {getattr(self, f.name)!r}"
-                for f in fields(self) if f.name not in RESUMABLE_CHANGES
+                for f in fields(self) if f.name not in ignored
                 and getattr(self, f.name) != getattr(saved, f.name)]
 
     def with_changes(self, **kw) -> TrainConfig:

@@ -274,8 +274,8 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
         batches=RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
                             workers=config.num_workers, pin_memory=device.type == "cuda",
                             augmentation=config.augmentation,
-                            **({"layout": plan.modalities, "modality_dropout": config.modality_dropout}
-                               if config.hetero_modal else {})),
+                            **({"layout": plan.modalities, "modality_dropout": config.modality_dropout,
+                                "modality_subsets": config.modality_subsets} if config.hetero_modal else {})),
         loss_fn=build_loss(plan.loss).to(device), lut=_local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         val_sets=val_sets, columns=columns)

@@ -54,6 +54,24 @@ def test_dropout_keeps_at_least_one_present_modality_and_drops_some(hetero):
     assert {tuple(p) for p in presents.tolist()} == {(True, False), (False, True), (True, True)}
 
 
+def test_uniform_subsets_keep_everything_in_most_patches_and_draw_subsets_evenly(hetero):
+    # lesion dataset (T1, FLAIR): with p = 0.5 a patch keeps both with chance 0.5 + 0.5 / 3, and
+    # T1 alone or FLAIR alone with 0.5 / 3 each; the per-modality rule gives 0.25 + 0.25 / 2 alone
+    _, datasets = hetero
+    counts = {}
+    for rule in ("uniform", "independent"):
+        sampler = BalancedSampler(datasets[1:], 8, 50, seed=2, layout=LAYOUT, modality_dropout=0.5,
+                                  modality_subsets=rule)
+        presents = torch.cat([sampler.sample().present for _ in range(40)])  # 2000 patches
+        counts[rule] = {k: sum(tuple(p) == k for p in presents.tolist()) / len(presents)
+                        for k in ((True, True), (True, False), (False, True))}
+    assert abs(counts["uniform"][(True, True)] - 2 / 3) < 0.04
+    assert abs(counts["uniform"][(True, False)] - 1 / 6) < 0.03 and abs(counts["uniform"][(False, True)] - 1 / 6) < 0.03
+    assert abs(counts["independent"][(True, True)] - 0.25) < 0.04
+    with pytest.raises(ValueError, match="modality_subsets must be one of"):
+        BalancedSampler(datasets, 8, 2, layout=LAYOUT, modality_dropout=0.5, modality_subsets="every")
+
+
 def test_dropout_never_adds_a_modality_the_dataset_lacks(hetero):
     _, datasets = hetero
     sampler = BalancedSampler(datasets, 8, 8, seed=4, layout=LAYOUT, modality_dropout=0.9)

@@ -74,8 +74,24 @@ def test_profile_and_augmentation_round_trip_through_config_json():
         profile_config("fast")
 
 
+def test_settings_saved_before_the_uniform_subset_rule_keep_the_per_modality_one():
+    new = TrainConfig(hetero_modal=True)
+    assert new.modality_subsets == "uniform"
+    old = new.to_dict()
+    del old["modality_subsets"]
+    read = TrainConfig.from_dict(old)
+    assert read.modality_subsets == "independent"
+    assert new.resume_conflicts(read) == ["modality_subsets: run has 'independent', asked 'uniform'"]
+    plain = TrainConfig()  # not hetero-modal: the dropout rule cannot conflict
+    assert plain.resume_conflicts(TrainConfig.from_dict({k: v for k, v in plain.to_dict().items()
+                                                         if k != "modality_subsets"})) == []
+    cfg = cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "independent"))
+    assert cfg.modality_subsets == "independent"
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(lr_schedule="linear"), "lr_schedule must be one of"),
+    (dict(modality_subsets="all"), "modality_subsets must be one of"),
     (dict(warmup_steps=10, iterations=10), r"warmup_steps must be >= 0 and < iterations \(10\)"),
 ])
 def test_bad_training_settings(kwargs, match):
