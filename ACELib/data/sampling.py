@@ -36,7 +36,6 @@ from ACELib.data.case import LoadedCase
 from ACELib.data.loading import LoadedDataset
 from ACELib.data.patches import crop
 
-
 MODALITY_SUBSETS = ("uniform", "independent")
 """How modality dropout draws the modalities a patch keeps (see the module docstring)."""
 
