@@ -40,7 +40,7 @@ def add_arguments(p) -> None:
     p.add_argument("--loss", default=None, choices=sorted(LOSSES),
                    help="; ".join(f"{k}: {v}" for k, v in LOSSES.items()) + f" (default {d.loss})")
     p.add_argument("--iterations", type=int, help=f"steps per network (default {d.iterations}: about 3.5 h on 2 CPU "
-                   "cores with the default network, minutes on a GPU; --profile cpu: 1500 steps, ~10 min)")
+                   "cores with the default network, minutes on a GPU; --profile cpu: 1000 steps, about 7 min on 2 idle cores)")
     p.add_argument("--batch-size", type=int, help=f"patches per batch (default {d.batch_size})")
     p.add_argument("--patch-size", type=int, help=f"patch edge in voxels (default {d.patch_size})")
     p.add_argument("--base-channels", type=int, help=f"U-Net width (default {d.base_channels})")
