@@ -79,6 +79,17 @@ def test_dropout_seed_changes_the_run(task, tmp_path):
     assert any(not torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_the_subset_rule_reaches_the_sampler_and_the_model_file(task, tmp_path):
+    a = train(task, tmp_path / "a", CFG.with_changes(iterations=2, validation_interval=5))
+    b = train(task, tmp_path / "b", CFG.with_changes(iterations=2, validation_interval=5,
+                                                   modality_subsets="independent"))
+    meta_a, nets_a = read_model_file(a.last_model_path)
+    meta_b, nets_b = read_model_file(b.last_model_path)
+    assert meta_a.training["modality_subsets"] == "uniform" and meta_b.training["modality_subsets"] == "independent"
+    wa, wb = nets_a[0].state_dict(), nets_b[0].state_dict()
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"multi_unet": True}, "hetero_modal and multi_unet exclude each other"),
     ({"modality_dropout": 1.0}, r"modality_dropout must be in \[0, 1\)"),
