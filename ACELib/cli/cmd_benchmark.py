@@ -6,7 +6,7 @@ import shlex
 import sys
 
 from ACELib.benchmark import METHODS, PROFILES, run_benchmark
-from ACELib.benchmark.methods import get_profile
+from ACELib.benchmark.methods import DEFAULT_METHODS, get_profile
 from ACELib.cli.progress import ProgressBar
 from ACELib.phantoms.scenarios import get_scenario
 
@@ -27,7 +27,8 @@ def add_arguments(p) -> None:
     p.add_argument("--shifted", type=int, default=None, metavar="N",
                    help="cases of the shifted-scanner test set, evaluated too (default: as many as the test set; 0: none)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="methods to compare (default: all but marginal)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS),
+                   help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--head", type=float, default=0.0, metavar="P",
                    help="share of skull-on phantoms in every dataset (default 0; the shifted test set is then skull-on)")
     p.add_argument("--counts", type=int, nargs=3, metavar=("ANATOMY", "LESION", "TEST"),
