@@ -14,7 +14,8 @@ Results folder::
     table1_shifted.md, table1_shifted.csv            Table 1 on the shifted-scanner test set
 
 Interrupted runs resume: finished trainings, predictions and evaluations are kept; a training that
-was cut off continues from its checkpoint.
+was cut off continues from its checkpoint. Evaluations and segmentations older than their model file
+(a run retrained or replaced since) are made again.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ACELib.benchmark.methods import Method, Profile, get_methods, method_config
-from ACELib.benchmark.testset import MAIN_TEST, test_folders, test_sets
+from ACELib.benchmark.testset import MAIN_TEST, evaluation_is_current, test_folders, test_sets
 from ACELib.inference import cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
@@ -116,13 +117,12 @@ def evaluate_method(run: BenchmarkRun, task: Task, method: Method, seed: int, mo
     """
     out = {}
     for test in test_sets(task):
-        csv_path = run.evaluation_csv(method, seed, test)
-        if csv_path.exists():
+        csv_path, pred_dir = run.evaluation_csv(method, seed, test), run.prediction_dir(method, seed, test)
+        if evaluation_is_current(csv_path, pred_dir, model_path):
             out[test] = read_evaluation(csv_path)
             continue
         images, labels = test_folders(task, test)
         model = load_model(model_path, device=device)
-        pred_dir = run.prediction_dir(method, seed, test)
         predict_folder(model, cases_in_folder(images), pred_dir, skip_existing=True)
         rows = evaluate_folders(pred_dir, labels, task.labels)
         write_evaluation(rows, csv_path)

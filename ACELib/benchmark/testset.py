@@ -40,6 +40,24 @@ def test_folders(task: Task, name: str | None = None) -> tuple[Path, Path]:
     return root / "imagesTr", root / "labelsTr"
 
 
+def evaluation_is_current(csv_path: Path, prediction_dir: Path, model_path: Path) -> bool:
+    """Whether ``csv_path`` evaluates the model file now at ``model_path``.
+
+    An evaluation (or a segmentation) written before the model file was is stale: the run was
+    retrained or its folder replaced since. Then the stale segmentations in ``prediction_dir`` are
+    removed, so that a resumed prediction does not reuse them, and False is returned; segmentations
+    written after the model (an interrupted prediction of this model) are kept.
+    """
+    model_time = model_path.stat().st_mtime
+    if csv_path.exists() and csv_path.stat().st_mtime >= model_time:
+        return True
+    if prediction_dir.is_dir():
+        for f in prediction_dir.iterdir():
+            if f.is_file() and f.stat().st_mtime < model_time:
+                f.unlink()
+    return False
+
+
 def per_case_dice(rows_by_seed: Mapping[int, Sequence[dict]], label: str) -> dict[str, float]:
     """Dice of each test case for one label, averaged over seeds."""
     acc: dict[str, list[float]] = {}

@@ -99,3 +99,25 @@ def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
     assert all(0 <= v <= 1 for s in scores.values() for v in s.values())
     assert (tmp_path / "demo.png").stat().st_size > 1000
     assert len(list(tmp_path.glob("*_ace.nii.gz"))) == 1
+
+
+def test_evaluations_and_segmentations_older_than_the_model_are_made_again(tmp_path):
+    import os
+
+    from ACELib.benchmark.testset import evaluation_is_current
+
+    model, csv, preds = tmp_path / "model.safetensors", tmp_path / "ace_seed0.csv", tmp_path / "pred"
+    preds.mkdir()
+    old, new = preds / "case_000.nii.gz", preds / "case_001.nii.gz"
+    for f in (model, csv, old, new):
+        f.write_text("x")
+    os.utime(old, (1000, 1000))
+    os.utime(model, (2000, 2000))
+    os.utime(new, (3000, 3000))
+    os.utime(csv, (3000, 3000))
+    assert evaluation_is_current(csv, preds, model) and old.exists()  # evaluated after the model: kept
+    os.utime(csv, (1500, 1500))  # the run was replaced after its evaluation
+    assert not evaluation_is_current(csv, preds, model)
+    assert not old.exists() and new.exists()  # the stale segmentation goes, this model's stays
+    csv.unlink()
+    assert not evaluation_is_current(csv, preds, model)
