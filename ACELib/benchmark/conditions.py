@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ACELib.benchmark.testset import evaluation_is_current
+from ACELib.benchmark.testset import drop_stale_segmentations, evaluation_is_current
 from ACELib.inference import CaseInput, cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
@@ -58,8 +58,9 @@ def evaluate_condition(out: Path, task: Task, images: Path, labels: Path, method
     key = condition_key(method_key, subset)
     csv_path = out / "evaluation" / f"{key}_seed{seed}.csv"
     pred_dir = out / "predictions" / key / f"seed{seed}"
-    if evaluation_is_current(csv_path, pred_dir, Path(model_path)):
+    if evaluation_is_current(csv_path, Path(model_path)):
         return read_evaluation(csv_path)
+    drop_stale_segmentations(pred_dir, Path(model_path))
     model = load_model(model_path, device=device)
     model.metadata.check_modalities(subset)  # a subset the model does not take: say so before any work
     predict_folder(model, restrict_cases(cases_in_folder(images), subset), pred_dir, skip_existing=True)

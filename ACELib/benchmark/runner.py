@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ACELib.benchmark.methods import Method, Profile, get_methods, method_config
-from ACELib.benchmark.testset import MAIN_TEST, evaluation_is_current, test_folders, test_sets
+from ACELib.benchmark.testset import (
+    MAIN_TEST,
+    drop_stale_segmentations,
+    evaluation_is_current,
+    test_folders,
+    test_sets,
+)
 from ACELib.inference import cases_in_folder, load_model, predict_folder
 from ACELib.labels import Task, load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
@@ -118,9 +124,10 @@ def evaluate_method(run: BenchmarkRun, task: Task, method: Method, seed: int, mo
     out = {}
     for test in test_sets(task):
         csv_path, pred_dir = run.evaluation_csv(method, seed, test), run.prediction_dir(method, seed, test)
-        if evaluation_is_current(csv_path, pred_dir, model_path):
+        if evaluation_is_current(csv_path, model_path):
             out[test] = read_evaluation(csv_path)
             continue
+        drop_stale_segmentations(pred_dir, model_path)
         images, labels = test_folders(task, test)
         model = load_model(model_path, device=device)
         predict_folder(model, cases_in_folder(images), pred_dir, skip_existing=True)

@@ -40,22 +40,22 @@ def test_folders(task: Task, name: str | None = None) -> tuple[Path, Path]:
     return root / "imagesTr", root / "labelsTr"
 
 
-def evaluation_is_current(csv_path: Path, prediction_dir: Path, model_path: Path) -> bool:
-    """Whether ``csv_path`` evaluates the model file now at ``model_path``.
+def evaluation_is_current(csv_path: Path, model_path: Path) -> bool:
+    """Whether ``csv_path`` exists and was written after the model file at ``model_path`` (an
+    evaluation older than its model belongs to a run retrained or replaced since)."""
+    return csv_path.exists() and csv_path.stat().st_mtime >= model_path.stat().st_mtime
 
-    An evaluation (or a segmentation) written before the model file was is stale: the run was
-    retrained or its folder replaced since. Then the stale segmentations in ``prediction_dir`` are
-    removed, so that a resumed prediction does not reuse them, and False is returned; segmentations
-    written after the model (an interrupted prediction of this model) are kept.
-    """
+
+def drop_stale_segmentations(prediction_dir: Path, model_path: Path) -> None:
+    """Remove the segmentations in ``prediction_dir`` written before the model file, so that a resumed
+    prediction does not reuse them; those written after it (an interrupted prediction of this model)
+    are kept."""
+    if not prediction_dir.is_dir():
+        return
     model_time = model_path.stat().st_mtime
-    if csv_path.exists() and csv_path.stat().st_mtime >= model_time:
-        return True
-    if prediction_dir.is_dir():
-        for f in prediction_dir.iterdir():
-            if f.is_file() and f.stat().st_mtime < model_time:
-                f.unlink()
-    return False
+    for f in prediction_dir.iterdir():
+        if f.is_file() and f.stat().st_mtime < model_time:
+            f.unlink()
 
 
 def per_case_dice(rows_by_seed: Mapping[int, Sequence[dict]], label: str) -> dict[str, float]:

@@ -104,7 +104,7 @@ def test_demo_writes_segmentations_and_figure(tmp_path, monkeypatch):
 def test_evaluations_and_segmentations_older_than_the_model_are_made_again(tmp_path):
     import os
 
-    from ACELib.benchmark.testset import evaluation_is_current
+    from ACELib.benchmark.testset import drop_stale_segmentations, evaluation_is_current
 
     model, csv, preds = tmp_path / "model.safetensors", tmp_path / "ace_seed0.csv", tmp_path / "pred"
     preds.mkdir()
@@ -115,9 +115,11 @@ def test_evaluations_and_segmentations_older_than_the_model_are_made_again(tmp_p
     os.utime(model, (2000, 2000))
     os.utime(new, (3000, 3000))
     os.utime(csv, (3000, 3000))
-    assert evaluation_is_current(csv, preds, model) and old.exists()  # evaluated after the model: kept
+    assert evaluation_is_current(csv, model)  # evaluated after the model: kept
     os.utime(csv, (1500, 1500))  # the run was replaced after its evaluation
-    assert not evaluation_is_current(csv, preds, model)
+    assert not evaluation_is_current(csv, model)
+    drop_stale_segmentations(preds, model)
     assert not old.exists() and new.exists()  # the stale segmentation goes, this model's stays
     csv.unlink()
-    assert not evaluation_is_current(csv, preds, model)
+    assert not evaluation_is_current(csv, model)
+    drop_stale_segmentations(tmp_path / "never_predicted", model)  # no folder: nothing to do

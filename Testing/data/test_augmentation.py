@@ -198,6 +198,10 @@ def test_intensity_curve_is_off_by_default_and_seeded_when_on():
     c = on(*args, np.random.default_rng(3), case.pad_values)
     assert np.array_equal(b[0], c[0]) and np.array_equal(b[1], c[1])
     assert np.array_equal(a[1], b[1])  # labels untouched
+    # a straight curve (strength 0) draws the same numbers: the difference is the curve itself
+    straight = PatchAugmenter(AugmentationConfig(p_curve=1.0, curve_strength=0.0))
+    s = straight(*args, np.random.default_rng(3), case.pad_values)
+    assert np.array_equal(s[1], b[1]) and not np.allclose(s[0], b[0], atol=1e-3)
     assert not np.allclose(a[0], b[0])
     # off (the default) draws nothing: a config saved before the option produces the same stream
     assert AugmentationConfig().p_curve == 0.0

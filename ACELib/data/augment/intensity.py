@@ -123,8 +123,8 @@ def intensity_curve(x: torch.Tensor, knots: Sequence[torch.Tensor | None]) -> to
         segments = ys.numel() - 1
         t = ((v - lo) / span).clamp(0.0, 1.0) * segments
         i = t.floor().clamp(max=segments - 1)
-        left = ys[i.long()]
-        v = left + (t - i) * (ys[i.long() + 1] - left)
+        left, right = ys[i.long()], ys[i.long() + 1]
+        v = left + (t - i) * (right - left)
         v = (v - v.mean()) / v.std().clamp_min(1e-7) * std + mean
         out[c] = v
     return out
