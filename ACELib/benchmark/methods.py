@@ -39,6 +39,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("marginal", "Marginal CE (widened labels)", "marginal"),
     Method("ace-hetero", "ACE + marginal Dice, hetero-modal", "ace+dice", hetero_modal=True, conditions=(("T1",),)),
     Method("ace+dice+curve", "ACE + marginal Dice, contrast curves", "ace+dice", augment=(("p_curve", 0.5),)),
+    Method("ace+dice+gain", "ACE + marginal Dice, class gains", "ace+dice", augment=(("p_class_gain", 0.5),)),
 )}
 DEFAULT_METHODS = ("multi-unet", "naive-ce", "naive-dice", "ace-patch", "ace", "ace+dice")
 """The paper's comparison (plus ACE + marginal Dice); ``marginal`` (which also reads an anatomy

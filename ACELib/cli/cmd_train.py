@@ -57,6 +57,10 @@ def add_arguments(p) -> None:
                    help="chance that a patch channel's intensities are remapped through a random increasing curve, "
                         "which changes tissue contrasts as another scanner would (any data; default "
                         f"{d.augmentation.p_curve:g})")
+    p.add_argument("--class-gain", type=float, metavar="P",
+                   help="chance that a patch channel's brightness is multiplied per tissue class by a random factor, "
+                        "on the image itself, so contrasts change and may swap order (needs the generator label maps "
+                        f"of ace phantoms; default {d.augmentation.p_class_gain:g})")
     p.add_argument("--val-fraction", type=float, help=f"cases held out per dataset for validation (default {d.validation_fraction})")
     p.add_argument("--val-interval", type=int, help=f"steps between validations (default {d.validation_interval})")
     p.add_argument("--checkpoint-interval", type=int, help=f"steps between checkpoints (default {d.checkpoint_interval})")
@@ -111,6 +115,8 @@ def config_from_args(args) -> TrainConfig:
         aug = replace(aug, domain_randomization=args.domain_randomization)
     if args.contrast_curve is not None:
         aug = replace(aug, p_curve=args.contrast_curve)
+    if args.class_gain is not None:
+        aug = replace(aug, p_class_gain=args.class_gain)
     if aug != base.augmentation:
         overrides["augmentation"] = aug
     return profile_config(args.profile, **overrides)

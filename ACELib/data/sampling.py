@@ -124,10 +124,10 @@ class BalancedSampler:
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
         self.augmenter = PatchAugmenter(augmentation) if augmentation is not None and augmentation.enabled else None
-        if augmentation is not None and augmentation.domain_randomization > 0:
+        if augmentation is not None and augmentation.uses_label_maps:
             missing = [c.name for d in self.datasets for c in d.cases if c.synth is None]
             if missing:
-                raise ValueError(f"domain randomisation needs a generator label map (synthTr) for every case; "
+                raise ValueError(f"domain randomisation and class gains need a generator label map (synthTr) for every case; "
                                  f"{len(missing)} cases have none, e.g. {missing[:3]}")
         # per dataset: class -> cases containing it
         self._by_class = []

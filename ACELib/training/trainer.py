@@ -155,7 +155,7 @@ def _load_member_data(task: Task, plan: MemberPlan, config: TrainConfig, ctx: Di
     aug = config.augmentation
     return load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
                          seed=config.seed, cache_dir=config.cache_dir,
-                         synth=aug.enabled and aug.domain_randomization > 0)
+                         synth=aug.uses_label_maps)
 
 
 def _train_members(task: Task, plans: list[MemberPlan], data: list[list[LoadedDataset]], run_dir: Path,

@@ -44,6 +44,8 @@ def test_a_method_can_change_the_profiles_augmentation():
     assert on.augmentation.p_curve == 0.5 and off.augmentation == profile.train.augmentation
     assert on.loss == off.loss == "ace+dice"
     assert on.augmentation.p_noise == profile.train.augmentation.p_noise  # the rest is the profile's
+    (gain,) = get_methods(["ace+dice+gain"])
+    assert method_config(profile, gain, seed=0).augmentation.p_class_gain == 0.5
 
 
 def test_method_typo_lists_valid_keys():

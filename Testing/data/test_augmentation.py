@@ -9,7 +9,8 @@ import torch
 from ACELib.data.augment import AugmentationConfig, PatchAugmenter
 from ACELib.data.augment import intensity as it
 from ACELib.data.augment.spatial import SpatialParams, draw_spatial, resample_labels, sampling_grid
-from ACELib.data.augment.synthesis import draw_contrast, synthesize_patch, volume_statistics
+from ACELib.data.augment.synthesis import (class_gain_field, draw_class_gains, draw_contrast, synthesize_patch,
+                                           volume_statistics)
 from ACELib.data.loading import LoadedCase, LoadedDataset
 from ACELib.data.patches import crop
 from ACELib.data.sampling import BalancedSampler
@@ -164,7 +165,7 @@ def test_domain_randomisation_draws_new_contrasts_normalised_like_the_volume():
 
 
 def test_sampler_refuses_domain_randomisation_without_label_maps():
-    with pytest.raises(ValueError, match="domain randomisation needs a generator label map"):
+    with pytest.raises(ValueError, match="domain randomisation and class gains need a generator label map"):
         BalancedSampler(_dataset(synth=False), 8, 2, augmentation=AugmentationConfig(domain_randomization=0.5))
     s = BalancedSampler(_dataset(synth=True), 8, 2, augmentation=AugmentationConfig(domain_randomization=1.0))
     assert torch.isfinite(s.sample().image).all()
@@ -209,3 +210,60 @@ def test_intensity_curve_is_off_by_default_and_seeded_when_on():
         AugmentationConfig(p_curve=2.0)
     with pytest.raises(ValueError, match="curve_strength must be >= 0"):
         AugmentationConfig(curve_strength=-1.0)
+
+
+def test_class_gains_keep_the_brain_brightness_and_tie_lesions_to_white_matter():
+    counts = np.array([100, 10, 30, 20, 5, 0, 0, 0])
+    g = draw_class_gains(np.random.default_rng(0), 2, counts, 0.3)
+    assert g.shape == (2, 8) and (g > 0).all()
+    np.testing.assert_allclose(g[:, 0], 1.0)  # air stays air
+    np.testing.assert_allclose(g[:, 4:8], np.repeat(g[:, 3:4], 4, axis=1))  # lesions move with WM
+    np.testing.assert_allclose(g[:, 1:] @ counts[1:] / counts[1:].sum(), 1.0)  # the brain's mean factor
+    assert not np.allclose(g[0, 1:4], g[1, 1:4])  # each channel its own contrast
+    flat = draw_class_gains(np.random.default_rng(0), 1, counts, 0.0)
+    np.testing.assert_allclose(flat, 1.0)
+
+
+def test_class_gain_field_follows_the_labels_and_is_smooth_at_borders():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[:, :, 5:] = 1
+    gains = np.array([[1.0, 3.0]])
+    f = class_gain_field(labels, gains, sigma=1.0)
+    assert f.shape == (1, 10, 10, 10)
+    np.testing.assert_allclose(f[0, :, :, 0], 1.0, atol=1e-3)
+    np.testing.assert_allclose(f[0, :, :, 9], 3.0, atol=1e-3)
+    assert 1.2 < float(f[0, 5, 5, 4]) < 2.8 and 1.2 < float(f[0, 5, 5, 5]) < 2.8  # partial volume
+    with pytest.raises(ValueError, match="gains cover only 2 classes"):
+        class_gain_field(labels + 1, gains)
+
+
+def test_class_gains_change_tissue_contrast_on_the_image_itself_and_leave_labels():
+    case = _case(synth=True)
+    quiet = {k: 0.0 for k in ("p_rotation", "p_scale", "p_elastic", "p_mirror", "p_noise", "p_blur",
+                              "p_brightness", "p_contrast", "p_bias", "p_lowres", "p_thick_slices",
+                              "p_gamma", "p_gamma_inverted")}
+    args = (case.image, case.target, (10, 11, 9), (12, 12, 12))
+    plain = PatchAugmenter(AugmentationConfig(**quiet))(*args, np.random.default_rng(3), case.pad_values,
+                                                        case.synth, case.synth_counts)
+    on = PatchAugmenter(AugmentationConfig(**quiet, p_class_gain=1.0, class_gain_std=0.5))
+    a = on(*args, np.random.default_rng(3), case.pad_values, case.synth, case.synth_counts)
+    b = on(*args, np.random.default_rng(3), case.pad_values, case.synth, case.synth_counts)
+    assert np.array_equal(a[0], b[0])  # seeded
+    assert np.array_equal(a[1], plain[1])  # labels untouched
+    inner = a[1] == 2
+    ratio = (a[0][0][inner].mean() - case.pad_values[0]) / (plain[0][0][inner].mean() - case.pad_values[0])
+    outer = a[1] == 1
+    ratio_outer = (a[0][0][outer].mean() - case.pad_values[0]) / (plain[0][0][outer].mean() - case.pad_values[0])
+    assert abs(ratio - ratio_outer) > 0.05  # the two tissues moved apart or together
+    # no label map: the sampler refuses; off (the default) draws nothing
+    assert AugmentationConfig().p_class_gain == 0.0 and not AugmentationConfig().uses_label_maps
+    assert AugmentationConfig(p_class_gain=0.5).uses_label_maps
+    with pytest.raises(ValueError, match="class gains need a generator label map"):
+        BalancedSampler(_dataset(synth=False), 8, 2, augmentation=AugmentationConfig(p_class_gain=0.5))
+    s = BalancedSampler(_dataset(synth=True), 8, 2, seed=1, augmentation=AugmentationConfig(p_class_gain=1.0))
+    t = BalancedSampler(_dataset(synth=True), 8, 2, seed=1, augmentation=AugmentationConfig())
+    assert not torch.equal(s.sample().image, t.sample().image)
+    with pytest.raises(ValueError, match="p_class_gain must be a probability"):
+        AugmentationConfig(p_class_gain=1.5)
+    with pytest.raises(ValueError, match="class_gain_std must be >= 0"):
+        AugmentationConfig(class_gain_std=-0.1)

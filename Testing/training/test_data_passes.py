@@ -125,3 +125,7 @@ def test_generator_maps_are_read_only_for_domain_randomisation(task_path, tmp_pa
     config = CFG.with_changes(augmentation=AugmentationConfig(domain_randomization=0.5))
     train(load_task(task_path), tmp_path / "run_dr", config)
     assert sum(decodes["itk"].values()) == 16  # and now each case's generator map too
+    decodes["itk"].clear()
+    config = CFG.with_changes(augmentation=AugmentationConfig(p_class_gain=0.5))
+    train(load_task(task_path), tmp_path / "run_gain", config)
+    assert sum(decodes["itk"].values()) == 16  # class gains read the generator maps as well

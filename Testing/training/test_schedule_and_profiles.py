@@ -62,6 +62,8 @@ def test_profile_settings_and_explicit_options_override_them():
     assert cfg.preprocessing.spacing == (2.0, 2.0, 2.0)
     cfg = cmd_train.config_from_args(_args("--domain-randomization", "0.5"))
     assert cfg.profile is None and cfg.augmentation.domain_randomization == 0.5
+    cfg = cmd_train.config_from_args(_args("--profile", "cpu", "--class-gain", "0.5"))
+    assert cfg.augmentation.p_class_gain == 0.5 and cfg.augmentation.uses_label_maps
     assert cmd_train.config_from_args(_args()) == TrainConfig()
     cfg = cmd_train.config_from_args(_args("--hetero-modal", "--modality-dropout", "0.3"))
     assert cfg.hetero_modal and cfg.modality_dropout == 0.3

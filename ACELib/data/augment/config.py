@@ -13,6 +13,10 @@ contrast per class (see :mod:`ACELib.data.augment.synthesis`). ``p_curve`` remap
 intensities through a random increasing curve (as MONAI's ``RandHistogramShift`` does with its
 control points), which changes how bright each tissue is relative to the others while keeping
 their order: the contrast differences between scanners that per-image normalisation leaves.
+``p_class_gain`` multiplies each generator class's brightness by its own random factor, on the
+case's own image (:func:`ACELib.data.augment.synthesis.class_gain_field`): contrasts change as
+between scanners, and unlike the curve the classes may change order (as GM and WM do between T1
+and FLAIR scanners), while texture and partial volume stay real.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ACELib.io.strict_json import refuse_unknown_keys
 
 _PROBABILITIES = ("p_rotation", "p_scale", "p_elastic", "p_mirror", "p_noise", "p_blur", "p_brightness",
                   "p_contrast", "p_bias", "p_lowres", "p_thick_slices", "p_gamma", "p_gamma_inverted",
-                  "domain_randomization", "p_curve")
+                  "domain_randomization", "p_curve", "p_class_gain")
 _RANGES = ("scale", "noise_variance", "blur_sigma", "brightness", "contrast", "lowres_zoom", "gamma",
            "thick_slices")
 
@@ -57,6 +61,9 @@ class AugmentationConfig:
         p_curve, curve_strength: chance of remapping a channel through a random increasing curve
             of :data:`CURVE_SEGMENTS` segments whose rises are ``exp(N(0, curve_strength))``
             (0: a straight line). Off by default, so that settings saved without it train as before.
+        p_class_gain, class_gain_std: chance per channel of multiplying every generator class's
+            intensity by ``exp(N(0, class_gain_std))`` (lesions by white matter's factor), on the
+            image itself; needs generator label maps like ``domain_randomization``. Off by default.
     """
 
     enabled: bool = True
@@ -89,6 +96,8 @@ class AugmentationConfig:
     per_channel: bool = True
     p_curve: float = 0.0
     curve_strength: float = 0.5
+    p_class_gain: float = 0.0
+    class_gain_std: float = 0.3
 
     def __post_init__(self):
         for name in _PROBABILITIES:
@@ -102,11 +111,16 @@ class AugmentationConfig:
         if self.scale[0] <= 0 or self.lowres_zoom[0] <= 0 or self.lowres_zoom[1] > 1:
             raise ValueError(f"augmentation scale must be > 0 and lowres_zoom in (0, 1], got {self.scale}, "
                              f"{self.lowres_zoom}")
-        for name in ("rotation_deg", "elastic_voxels", "bias_std", "curve_strength"):
+        for name in ("rotation_deg", "elastic_voxels", "bias_std", "curve_strength", "class_gain_std"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"augmentation {name} must be >= 0, got {getattr(self, name)!r}")
         if any(a not in (0, 1, 2) for a in self.mirror_axes) or len(set(self.mirror_axes)) != len(self.mirror_axes):
             raise ValueError(f"augmentation mirror_axes must be distinct array axes among 0, 1, 2, got {self.mirror_axes!r}")
+
+    @property
+    def uses_label_maps(self) -> bool:
+        """Whether training needs every case's generator label map (``synthTr``)."""
+        return self.enabled and (self.domain_randomization > 0 or self.p_class_gain > 0)
 
     def to_dict(self) -> dict:
         d = asdict(self)

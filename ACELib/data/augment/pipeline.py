@@ -1,7 +1,7 @@
 """One augmented training patch: spatial transform, optional domain randomisation, intensity.
 
 Order (nnU-Net's, plus the MR additions): resample (rotation, zoom, deformation) -> synthesise
-(domain randomisation) -> intensity curve -> noise -> blur -> brightness -> contrast -> bias field -> low resolution ->
+(domain randomisation) or class gains -> intensity curve -> noise -> blur -> brightness -> contrast -> bias field -> low resolution ->
 thick slices -> gamma (inverted, then plain) -> mirror. Every random number is drawn from the
 generator passed in (the sampler's), so a stream of patches is reproducible and resumes exactly.
 """
@@ -16,7 +16,7 @@ import torch
 from ACELib.data.augment import intensity as it
 from ACELib.data.augment.config import CURVE_SEGMENTS, AugmentationConfig
 from ACELib.data.augment.spatial import draw_spatial, mirror, resample_image, resample_labels, sampling_grid
-from ACELib.data.augment.synthesis import synthesize_patch
+from ACELib.data.augment.synthesis import class_gain_field, draw_class_gains, synthesize_patch
 from ACELib.data.patches import crop
 
 
@@ -49,22 +49,44 @@ class PatchAugmenter:
         params = draw_spatial(rng, cfg)
         synthesise = (cfg.enabled and synth is not None and cfg.domain_randomization > 0
                       and rng.random() < cfg.domain_randomization)
+        gains = self._class_gains(image.shape[0], synth, synth_counts, rng) if not synthesise else None
         box = params.crop_size(size) if params.resamples else tuple(size)
         img = crop(image, center, box, pad_values)
         tgt = crop(target, center, box, 0)
-        syn = crop(synth, center, box, 0) if synthesise else None
+        syn = crop(synth, center, box, 0) if synthesise or gains is not None else None
         if params.resamples:
             grid = sampling_grid(params, size, box)
             tgt = resample_labels(tgt, grid)
             if syn is not None:
                 syn = resample_labels(syn, grid)
-            else:
+            if not synthesise:
                 img = resample_image(img, grid)
-        if syn is not None:
+        if synthesise:
             img = synthesize_patch(syn, synth_counts, image.shape[0], rng)
+        elif gains is not None:
+            x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+            air = torch.as_tensor(np.asarray(pad_values, dtype=np.float32)).view(-1, 1, 1, 1)  # what 0 became
+            img = ((x - air) * class_gain_field(syn, gains) + air).numpy()
         if cfg.enabled:
             img = self._intensity(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), rng).numpy()
         return mirror(img, params.mirror, 1), mirror(tgt, params.mirror, 0)
+
+    def _class_gains(self, channels: int, synth: np.ndarray | None, counts: np.ndarray | None,
+                     rng: np.random.Generator) -> np.ndarray | None:
+        """``(C, K)`` class brightness factors for this patch, or None (drawn only when on)."""
+        cfg = self.config
+        if not (cfg.enabled and cfg.p_class_gain > 0 and synth is not None):
+            return None
+        hit = rng.random(channels) < cfg.p_class_gain
+        if not cfg.per_channel:
+            hit[:] = hit[0]
+        gains = draw_class_gains(rng, channels, counts, cfg.class_gain_std)
+        if not cfg.per_channel:
+            gains[:] = gains[0]
+        if not hit.any():
+            return None
+        gains[~hit] = 1.0
+        return gains
 
     def _intensity(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         cfg = self.config

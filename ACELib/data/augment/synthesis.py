@@ -7,6 +7,11 @@ volume), and normalises it like :func:`ACELib.data.preprocessing.normalize_inten
 whole volume: z-score over the voxels above 10 % of the intensity range, with the statistics
 computed from the case's class counts (so a patch is normalised as its whole volume would be).
 A network trained this way cannot rely on any one contrast.
+
+A milder use of the same map is :func:`class_gain_field`: the case's own image keeps its texture,
+noise and partial volume, and every class's brightness is multiplied by its own random factor (the
+lesions keep their ratio to the white matter they sit in), so tissue contrasts change without any
+ordering being assumed.
 """
 
 from __future__ import annotations
@@ -91,4 +96,49 @@ def synthesize_patch(labels: np.ndarray, counts: np.ndarray, channels: int, rng:
     return blur(torch.from_numpy(out), sigmas).numpy()
 
 
-__all__ = ["LESION_CLASSES", "draw_contrast", "synthesize_patch", "volume_statistics"]
+def draw_class_gains(rng: np.random.Generator, channels: int, counts: np.ndarray, std: float) -> np.ndarray:
+    """Random brightness factor of every generator class in every channel.
+
+    Each class gets ``exp(N(0, std))``; background keeps 1; the lesion classes take white matter's
+    factor (their contrast to it is what marks them); the factors are divided by their mean over
+    the case's non-background voxels, so the brain as a whole keeps its brightness (and the volume
+    its normalisation).
+
+    Args:
+        counts: ``(K,)`` voxels of each generator class in the whole case.
+
+    Returns:
+        ``(channels, K)`` float64 factors.
+    """
+    k = counts.shape[0]
+    gains = np.exp(rng.normal(0.0, std, (channels, k)))
+    gains[:, 0] = 1.0
+    if k > _WM:
+        for c in LESION_CLASSES:
+            if c < k:
+                gains[:, c] = gains[:, _WM]
+    weights = counts[1:].astype(np.float64)
+    if weights.sum() > 0:
+        gains[:, 1:] /= (gains[:, 1:] @ weights / weights.sum())[:, None]
+    return gains
+
+
+def class_gain_field(labels: np.ndarray, gains: np.ndarray, sigma: float = 1.0) -> torch.Tensor:
+    """Per-voxel brightness factors of a label patch, smoothed across class borders (partial volume).
+
+    Args:
+        labels: ``(D, H, W)`` uint8 generator classes of the patch.
+        gains: ``(C, K)`` factor of each class per channel (:func:`draw_class_gains`).
+        sigma: Gaussian smoothing of the field, voxels.
+
+    Returns:
+        ``(C, D, H, W)`` float32 field.
+    """
+    if int(labels.max(initial=0)) >= gains.shape[1]:
+        raise ValueError(f"gain label map has class {int(labels.max())}, the gains cover only {gains.shape[1]} classes")
+    field = torch.from_numpy(gains.astype(np.float32)[:, labels])
+    return blur(field, [sigma] * field.shape[0])
+
+
+__all__ = ["LESION_CLASSES", "class_gain_field", "draw_class_gains", "draw_contrast", "synthesize_patch",
+           "volume_statistics"]
