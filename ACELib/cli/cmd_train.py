@@ -81,7 +81,8 @@ def add_arguments(p) -> None:
                         f"(default {d.modality_dropout})")
     p.add_argument("--modality-subsets", choices=MODALITY_SUBSETS,
                    help="with --hetero-modal: uniform: a dropped patch keeps a uniformly drawn non-empty subset "
-                        "of its modalities; independent: each modality is dropped on its own, as models trained "
+                        "of its modalities; single: it keeps one of them; independent: each modality is dropped "
+                        "on its own, as models trained "
                         f"before this option (default {d.modality_subsets})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 

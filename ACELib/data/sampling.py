@@ -13,6 +13,9 @@ into the layout's channels (zeros where its dataset has no image) and the batch 
 * ``"uniform"``: with probability p a patch keeps a subset of its dataset's modalities drawn
   uniformly among the non-empty ones (the full set included), otherwise all of them. Half the
   patches (p = 0.5) still show the network everything the dataset has.
+* ``"single"``: with probability p a patch keeps one of its dataset's modalities (each equally
+  likely), otherwise all of them: the model learns each image alone and all together, and the
+  pairs and triples only through the fusion's mean.
 * ``"independent"``: each present modality is dropped with probability p (at least one is kept);
   the rule of models trained before ``"uniform"`` existed.
 
@@ -36,7 +39,7 @@ from ACELib.data.case import LoadedCase
 from ACELib.data.loading import LoadedDataset
 from ACELib.data.patches import crop
 
-MODALITY_SUBSETS = ("uniform", "independent")
+MODALITY_SUBSETS = ("uniform", "single", "independent")
 """How modality dropout draws the modalities a patch keeps (see the module docstring)."""
 
 
@@ -98,7 +101,7 @@ class BalancedSampler:
             None: all cases share their channels and batches have no ``present`` mask.
         modality_dropout: probability in [0, 1) of modality dropout (see the module docstring);
             needs ``layout``.
-        modality_subsets: ``"uniform"`` or ``"independent"``: how dropped modalities are drawn.
+        modality_subsets: ``"uniform"``, ``"single"`` or ``"independent"``: how dropped modalities are drawn.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
@@ -173,8 +176,12 @@ class BalancedSampler:
             if not keep.any():
                 keep[int(rng.integers(len(chans)))] = True
         elif rng is not None and rng.random() < self.modality_dropout:
-            bits = int(rng.integers(1, 2 ** len(chans)))  # a non-empty subset, each equally likely
-            keep = np.array([(bits >> j) & 1 for j in range(len(chans))], dtype=bool)
+            if self.modality_subsets == "single":
+                keep = np.zeros(len(chans), dtype=bool)
+                keep[int(rng.integers(len(chans)))] = True
+            else:
+                bits = int(rng.integers(1, 2 ** len(chans)))  # a non-empty subset, each equally likely
+                keep = np.array([(bits >> j) & 1 for j in range(len(chans))], dtype=bool)
         out = np.zeros((len(self.layout), *img.shape[1:]), dtype=img.dtype)
         present = np.zeros(len(self.layout), dtype=bool)
         for j, c in enumerate(chans):

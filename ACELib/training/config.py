@@ -35,7 +35,8 @@ class TrainConfig:
         modality_dropout: (hetero_modal) probability in [0, 1) of modality dropout on a training
             patch; 0 trains only the datasets' own subsets.
         modality_subsets: (hetero_modal) how dropout draws the kept modalities: ``"uniform"`` (a
-            dropped patch keeps a uniformly drawn non-empty subset) or ``"independent"`` (each
+            dropped patch keeps a uniformly drawn non-empty subset), ``"single"`` (one modality, each
+            equally likely) or ``"independent"`` (each
             modality dropped on its own; runs saved without this setting read as that), see
             :mod:`ACELib.data.sampling`.
         cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);

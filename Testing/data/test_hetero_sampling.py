@@ -56,10 +56,11 @@ def test_dropout_keeps_at_least_one_present_modality_and_drops_some(hetero):
 
 def test_uniform_subsets_keep_everything_in_most_patches_and_draw_subsets_evenly(hetero):
     # lesion dataset (T1, FLAIR): with p = 0.5 a patch keeps both with chance 0.5 + 0.5 / 3, and
-    # T1 alone or FLAIR alone with 0.5 / 3 each; the per-modality rule gives 0.25 + 0.25 / 2 alone
+    # T1 alone or FLAIR alone with 0.5 / 3 each; the per-modality rule gives 0.25 + 0.25 / 2 alone;
+    # the single rule keeps both with chance 0.5 and each alone with 0.25
     _, datasets = hetero
     counts = {}
-    for rule in ("uniform", "independent"):
+    for rule in ("uniform", "independent", "single"):
         sampler = BalancedSampler(datasets[1:], 8, 50, seed=2, layout=LAYOUT, modality_dropout=0.5,
                                   modality_subsets=rule)
         presents = torch.cat([sampler.sample().present for _ in range(40)])  # 2000 patches
@@ -68,6 +69,8 @@ def test_uniform_subsets_keep_everything_in_most_patches_and_draw_subsets_evenly
     assert abs(counts["uniform"][(True, True)] - 2 / 3) < 0.04
     assert abs(counts["uniform"][(True, False)] - 1 / 6) < 0.03 and abs(counts["uniform"][(False, True)] - 1 / 6) < 0.03
     assert abs(counts["independent"][(True, True)] - 0.25) < 0.04
+    assert abs(counts["single"][(True, True)] - 0.5) < 0.04
+    assert abs(counts["single"][(True, False)] - 0.25) < 0.03 and abs(counts["single"][(False, True)] - 0.25) < 0.03
     with pytest.raises(ValueError, match="modality_subsets must be one of"):
         BalancedSampler(datasets, 8, 2, layout=LAYOUT, modality_dropout=0.5, modality_subsets="every")
 

@@ -89,6 +89,7 @@ def test_settings_saved_before_the_uniform_subset_rule_keep_the_per_modality_one
                                                          if k != "modality_subsets"})) == []
     cfg = cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "independent"))
     assert cfg.modality_subsets == "independent"
+    assert cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "single")).modality_subsets == "single"
 
 
 @pytest.mark.parametrize("kwargs, match", [
