@@ -19,8 +19,8 @@ just written): on a cold start the first patches read from disk.
 
 Augmentation throughput (``--part augmentation``; also part of the default ``--part all``): on tiny WMH
 phantoms (``ace phantoms --quick``, 2 + 2 + 1 cases, preprocessed as the ``cpu`` training profile), the
-patches/s of the balanced sampler without augmentation, with the default augmentation and with domain
-randomisation 0.5, in one process with 1 torch thread (one DataLoader worker's share), against the
+patches/s of the balanced sampler without augmentation, with the default augmentation, with domain
+randomisation 0.5 and with class gains 0.5, in one process with 1 torch thread (one DataLoader worker's share), against the
 patches/s that a training step of the ``cpu`` profile consumes (its batch, patch and UNet3D, channels-last,
 forward + ACE loss + backward + Adam, as the trainer runs it) with 1 and with 2 torch threads (on a loaded
 machine 2 threads can be slower); the ratio is against the fastest. Target: augmented patches/s at
@@ -165,7 +165,8 @@ def _in_subprocess(args, mode: str, task_path: Path, cache_dir: Path, batches: i
 
 
 def augmentation_throughput(root: Path, batches: int, blocks: int, steps: int, threads: Sequence[int]) -> None:
-    """Print sampler patches/s (none / default / domain randomisation 0.5) against a cpu-profile training step."""
+    """Print sampler patches/s (none / default / domain randomisation 0.5 / class gains 0.5) against a
+    cpu-profile training step."""
     from ACELib.phantoms import make_scenario
     from ACELib.training.profiles import profile_config
 
@@ -180,7 +181,8 @@ def augmentation_throughput(root: Path, batches: int, blocks: int, steps: int, t
     torch.set_num_threads(1)
     rates = {}
     settings = [("no augmentation", None), ("default augmentation", config.augmentation),
-                ("domain randomisation 0.5", replace(config.augmentation, domain_randomization=0.5))]
+                ("domain randomisation 0.5", replace(config.augmentation, domain_randomization=0.5)),
+                ("class gains 0.5", replace(config.augmentation, p_class_gain=0.5))]
     for name, aug in settings:
         sampler = BalancedSampler(datasets, config.patch_size, config.batch_size, seed=0, augmentation=aug)
         sampler.sample()
