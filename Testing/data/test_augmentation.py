@@ -9,8 +9,13 @@ import torch
 from ACELib.data.augment import AugmentationConfig, PatchAugmenter
 from ACELib.data.augment import intensity as it
 from ACELib.data.augment.spatial import SpatialParams, draw_spatial, resample_labels, sampling_grid
-from ACELib.data.augment.synthesis import (class_gain_field, draw_class_gains, draw_contrast, synthesize_patch,
-                                           volume_statistics)
+from ACELib.data.augment.synthesis import (
+    class_gain_field,
+    draw_class_gains,
+    draw_contrast,
+    synthesize_patch,
+    volume_statistics,
+)
 from ACELib.data.loading import LoadedCase, LoadedDataset
 from ACELib.data.patches import crop
 from ACELib.data.sampling import BalancedSampler
