@@ -77,9 +77,7 @@ class PatchAugmenter:
         cfg = self.config
         if not (cfg.enabled and cfg.p_class_gain > 0 and synth is not None):
             return None
-        hit = rng.random(channels) < cfg.p_class_gain
-        if not cfg.per_channel:
-            hit[:] = hit[0]
+        hit = _channels_hit(rng, channels, cfg.p_class_gain, cfg.per_channel)
         gains = draw_class_gains(rng, channels, counts, cfg.class_gain_std)
         if not cfg.per_channel:
             gains[:] = gains[0]
@@ -93,8 +91,7 @@ class PatchAugmenter:
         c = x.shape[0]
 
         def chosen(p: float) -> np.ndarray:
-            hit = rng.random(c) < p
-            return hit if cfg.per_channel else np.full(c, hit[0])
+            return _channels_hit(rng, c, p, cfg.per_channel)
 
         def uniform(lo_hi) -> np.ndarray:
             v = rng.uniform(lo_hi[0], lo_hi[1], c)
@@ -134,6 +131,13 @@ class PatchAugmenter:
             if hit.any():
                 x = it.gamma(x, np.where(hit, g, 1.0), [inverted] * c)
         return x.contiguous()
+
+
+def _channels_hit(rng: np.random.Generator, channels: int, p: float, per_channel: bool) -> np.ndarray:
+    """``(channels,)`` bool: which channels a transform of chance ``p`` hits (all or none unless
+    ``per_channel``); always draws one number per channel, so the stream does not depend on the outcome."""
+    hit = rng.random(channels) < p
+    return hit if per_channel else np.full(channels, hit[0])
 
 
 __all__ = ["PatchAugmenter"]
