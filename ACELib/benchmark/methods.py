@@ -18,6 +18,8 @@ class Method:
             :mod:`ACELib.benchmark.conditions`); a subset the test set lacks is skipped.
         augment: ``(field, value)`` pairs that change the profile's augmentation
             (:class:`ACELib.data.augment.AugmentationConfig`) for this method.
+        settings: ``(field, value)`` pairs that change the profile's other training settings
+            (:class:`ACELib.training.TrainConfig`).
     """
 
     key: str
@@ -27,6 +29,7 @@ class Method:
     hetero_modal: bool = False
     conditions: tuple[tuple[str, ...], ...] = ()
     augment: tuple[tuple[str, float], ...] = ()
+    settings: tuple[tuple[str, float], ...] = ()
 
 
 METHODS: dict[str, Method] = {m.key: m for m in (
@@ -38,6 +41,8 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("ace+dice", "ACE + marginal Dice", "ace+dice"),
     Method("marginal", "Marginal CE (widened labels)", "marginal"),
     Method("ace-hetero", "ACE + marginal Dice, hetero-modal", "ace+dice", hetero_modal=True, conditions=(("T1",),)),
+    Method("ace-hetero+distill", "ACE + marginal Dice, hetero-modal, pass distillation", "ace+dice",
+           hetero_modal=True, conditions=(("T1",),), settings=(("pass_distillation", 1.0),)),
     Method("ace+dice+curve", "ACE + marginal Dice, contrast curves", "ace+dice", augment=(("p_curve", 0.5),)),
     Method("ace+dice+gain", "ACE + marginal Dice, class gains", "ace+dice", augment=(("p_class_gain", 0.5),)),
 )}
@@ -85,7 +90,7 @@ def method_config(profile: Profile, method: Method, seed: int, device: str = "au
         cache_dir = None
     return profile.train.with_changes(loss=method.loss, multi_unet=method.multi_unet, seed=seed, device=device,
                                       cache_dir=cache_dir, hetero_modal=method.hetero_modal,
-                                      augmentation=augmentation)
+                                      augmentation=augmentation, **dict(method.settings))
 
 
 def get_methods(keys) -> list[Method]:

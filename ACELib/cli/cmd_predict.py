@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ACELib.cli.progress import ProgressBar
@@ -13,6 +14,7 @@ from ACELib.inference import (
     predict_case,
     predict_folder,
 )
+from ACELib.inference.model_schema import PASSES
 from ACELib.inference.predict import case_from_paths, case_volumes, dicom_cases
 from ACELib.io.dicom import is_dicom_folder
 from ACELib.io.image import IMAGE_SUFFIXES
@@ -60,6 +62,9 @@ def add_arguments(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--skip-existing", action="store_true", help="(folders) keep existing outputs, segment the rest")
     p.add_argument("--sha256", help="refuse the model unless its SHA-256 matches")
+    p.add_argument("--passes", choices=PASSES, help="(hetero-modal models) sources: one pass per training dataset's "
+                   "modalities, combined; one: a single pass over the input (default: what the model file says, "
+                   "one for models trained with --pass-distillation)")
 
 
 def run(args) -> int:
@@ -71,6 +76,8 @@ def run(args) -> int:
     if published and args.sha256 and args.sha256.lower() != published:
         raise ValueError(f"--sha256 {args.sha256} differs from the published checksum {published} of {args.model!r}")
     model = load_model(path, device=args.device, expected_sha256=published or args.sha256)
+    if args.passes:
+        model.metadata = dataclasses.replace(model.metadata, passes=args.passes)
     kw = {"window": tuple(args.window) if args.window else None, "overlap": args.overlap,
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}
     names = tuple(args.modalities) if args.modalities else None

@@ -84,6 +84,11 @@ def add_arguments(p) -> None:
                         "of its modalities; single: it keeps one of them; independent: each modality is dropped "
                         "on its own, as models trained "
                         f"before this option (default {d.modality_subsets})")
+    p.add_argument("--pass-distillation", type=float, metavar="W",
+                   help="with --hetero-modal: weight of pass distillation, which teaches the model to give in one "
+                        "pass what the label-source passes give together (a lesion patch is also trained with the "
+                        "anatomy dataset's modalities alone); the model is then segmented in one pass "
+                        f"(docs/hetero_modal.md; default {d.pass_distillation:g}: off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
@@ -93,7 +98,7 @@ _OPTIONS = {  # argparse destination -> TrainConfig field
     "warmup": "warmup_steps", "val_fraction": "validation_fraction", "val_interval": "validation_interval",
     "checkpoint_interval": "checkpoint_interval", "seed": "seed", "device": "device", "threads": "num_threads",
     "cache": "cache_dir", "workers": "num_workers", "modality_dropout": "modality_dropout",
-    "modality_subsets": "modality_subsets",
+    "modality_subsets": "modality_subsets", "pass_distillation": "pass_distillation",
 }
 
 

@@ -17,7 +17,13 @@ from pathlib import Path
 import ACELib
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.inference.label_sources import LabelSource
-from ACELib.inference.model_schema import ALL_MODALITIES, ANY_SUBSET, metadata_problems, subset_rule_problems
+from ACELib.inference.model_schema import (
+    ALL_MODALITIES,
+    ANY_SUBSET,
+    PASSES,
+    metadata_problems,
+    subset_rule_problems,
+)
 from ACELib.io.safetensors import SafetensorsError, read_safetensors_header
 from ACELib.labels import JointLabel
 
@@ -76,11 +82,17 @@ class ModelMetadata:
     """The training datasets' annotated labels and modalities (hetero-modal models): inference reads
     each label from the modalities it was trained with (:mod:`ACELib.inference.label_sources`).
     Empty: one pass over the input, whatever it holds."""
+    passes: str = "sources"
+    """How inference runs a model with label sources: ``"sources"`` (one pass per source, combined) or
+    ``"one"`` (a single pass over the input: the model was trained with pass distillation,
+    :mod:`ACELib.training.distill`). One of :data:`PASSES`."""
 
     def __post_init__(self):
         problems = subset_rule_problems(self.modality_subsets, self.modalities)
         if problems:
             raise ValueError("ModelMetadata.modality_subsets: " + "; ".join(problems))
+        if self.passes not in PASSES:
+            raise ValueError(f"ModelMetadata.passes must be one of {list(PASSES)}, got {self.passes!r}")
 
     @property
     def kind(self) -> str:
@@ -160,6 +172,7 @@ class ModelMetadata:
                {"modality_subsets": self.modality_subsets if isinstance(self.modality_subsets, str)
                 else [list(x) for x in self.modality_subsets]}),
             **({"label_sources": [x.to_dict() for x in self.label_sources]} if self.label_sources else {}),
+            **({} if self.passes == "sources" else {"passes": self.passes}),
         }, indent=1)
 
     @classmethod
@@ -176,7 +189,8 @@ class ModelMetadata:
                    patch_size=tuple(d.get("patch_size", (32, 32, 32))), task_name=d.get("task_name", ""),
                    training=d.get("training", {}), acelib_version=d.get("acelib_version", "?"),
                    modality_subsets=_subset_rule(d.get("modality_subsets", ALL_MODALITIES)),
-                   label_sources=tuple(LabelSource.from_dict(x) for x in d.get("label_sources", ())))
+                   label_sources=tuple(LabelSource.from_dict(x) for x in d.get("label_sources", ())),
+                   passes=d.get("passes", "sources"))
 
 
 def _subset_rule(value) -> str | tuple[tuple[str, ...], ...]:

@@ -172,7 +172,8 @@ class SegmentationModel:
                 def sub_progress(d, t, msg, i=i, name=member.name):
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
-            passes = source_passes(self.metadata.label_sources, names)  # one pass without label sources
+            passes = (source_passes(self.metadata.label_sources, names)  # one pass without label sources
+                      if self.metadata.passes == "sources" else [names])
             if len(passes) > 1 and network_kind(member.network) == "hetero":
                 scores = self._combined_probabilities(net, member, x, passes, names, dtype,
                                                       (window, overlap, batch_size), sub_progress, cancel)

@@ -18,6 +18,8 @@ NETWORK_KINDS = ("unet", "hetero")  # a member's "network": {"kind": ...}; absen
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+PASSES = ("sources", "one")
+"""How inference runs a model with label sources: one pass per source, combined, or a single pass."""
 ALL_MODALITIES = "all"
 """``modality_subsets`` of a model that needs every one of its modalities (not written to the file)."""
 ANY_SUBSET = "any"
@@ -83,6 +85,8 @@ def metadata_problems(d) -> list[str]:
         out.extend(f"'modality_subsets' {p}" for p in subset_rule_problems(d["modality_subsets"], names))
     if "label_sources" in d:
         out.extend(label_source_problems(d["label_sources"], labels, members))
+    if d.get("passes", "sources") not in PASSES:
+        out.append(f"'passes' must be one of {list(PASSES)}, got {d['passes']!r:.80}")
     for key in ("preprocessing", "training"):
         if not isinstance(d.get(key, {}), dict):
             out.append(f"{key!r} must be an object, got {d[key]!r:.80}")

@@ -39,6 +39,10 @@ class TrainConfig:
             equally likely) or ``"independent"`` (each
             modality dropped on its own; runs saved without this setting read as that), see
             :mod:`ACELib.data.sampling`.
+        pass_distillation: (hetero_modal) weight of pass distillation (:mod:`ACELib.training.distill`):
+            patches whose modalities need more than one label-source pass are also trained with each
+            pass's modalities alone, and their one-pass output is pulled toward the passes combined,
+            so that the model is segmented in one pass (``passes: "one"`` in its file); 0: off.
         cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);
             None holds them in RAM.
         num_workers: DataLoader processes drawing patches (0: in the training process). A resume
@@ -66,6 +70,7 @@ class TrainConfig:
     hetero_modal: bool = False
     modality_dropout: float = 0.5
     modality_subsets: str = "uniform"
+    pass_distillation: float = 0.0
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
@@ -97,6 +102,11 @@ class TrainConfig:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.modality_subsets not in MODALITY_SUBSETS:
             raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSETS)}, got {self.modality_subsets!r}")
+        if not math.isfinite(self.pass_distillation) or self.pass_distillation < 0:
+            raise ValueError(f"pass_distillation must be a finite number >= 0, got {self.pass_distillation}")
+        if self.pass_distillation and not self.hetero_modal:
+            raise ValueError(f"pass_distillation ({self.pass_distillation:g}) needs hetero_modal (--hetero-modal): "
+                             "only a hetero-modal model has passes to distil")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
         if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):
@@ -124,7 +134,7 @@ class TrainConfig:
         """Settings that differ from a saved run's and cannot change on resume."""
         ignored = set(RESUMABLE_CHANGES)
         if not (self.hetero_modal or saved.hetero_modal):  # dropout settings mean nothing then
-            ignored |= {"modality_dropout", "modality_subsets"}
+            ignored |= {"modality_dropout", "modality_subsets", "pass_distillation"}
         return [f"{f.name}: run has {getattr(saved, f.name)!r}, asked {getattr(self, f.name)!r}"
                 for f in fields(self) if f.name not in ignored
                 and getattr(self, f.name) != getattr(saved, f.name)]

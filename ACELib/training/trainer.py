@@ -41,6 +41,7 @@ from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
+from ACELib.training.distill import PassViews, distillation_loss, pass_views, with_views
 from ACELib.training.distributed import (
     DistContext,
     RankBatches,
@@ -198,7 +199,8 @@ def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> Model
     sources = label_sources(task, plans[0].modalities) if config.hetero_modal else ()
     return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
                          patch_size=(config.patch_size,) * 3, task_name=task.name, training=training,
-                         modality_subsets=subsets, label_sources=sources)
+                         modality_subsets=subsets, label_sources=sources,
+                         passes="one" if config.pass_distillation else "sources")
 
 
 def _net_config(plan: MemberPlan, config: TrainConfig) -> UNetConfig:
@@ -250,6 +252,7 @@ class _MemberRun:
     scaler: torch.amp.GradScaler | None
     val_sets: list[LoadedDataset]
     columns: dict[str, str]  # validate()'s "<dataset>/<class index>" -> log column
+    distill: tuple = ()  # pass distillation: (label sources, {label name: class index}); () when off
     step: int = 0
     best_score: float = -1.0
     best_step: int = 0
@@ -268,6 +271,8 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
     amp_dtype = autocast_dtype(device) if config.amp else None
     columns = {f"{ds.spec.name}/{c}": f"{VAL_PREFIX}{ds.spec.name}/{task.labels[c].name}"
                for ds in val_sets if ds.cases for c in np.flatnonzero(ds.annotated) if c != 0}
+    distill = ((label_sources(task, plan.modalities), {task.labels[c].name: k for k, c in enumerate(plan.classes)})
+               if config.pass_distillation else ())
     return _MemberRun(
         plan=plan, net=net, model=wrap_model(net, ctx, device),
         optimizer=torch.optim.Adam(net.parameters(), lr=config.learning_rate),
@@ -278,7 +283,7 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
                                 "modality_subsets": config.modality_subsets} if config.hetero_modal else {})),
         loss_fn=build_loss(plan.loss).to(device), lut=_local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
-        val_sets=val_sets, columns=columns)
+        val_sets=val_sets, columns=columns, distill=distill)
 
 
 def _resume_member(run: _MemberRun, ckpt: Path, member_dir: Path, ctx: DistContext) -> None:
@@ -309,11 +314,19 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
         target = run.lut.to(device)[target]
         annotated = torch.ones(target.shape[0], k, dtype=torch.bool, device=device)
         candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
+    image, present, views = batch.image, batch.present, None
+    if run.distill and present is not None:  # pass distillation: each patch's further passes join the batch
+        views = pass_views(present, run.plan.modalities, run.distill[0])
+        image, present = with_views(image, present, views)
+        idx = views.sample.to(device)
+        target, annotated, candidates = (torch.cat([t, t[idx]]) for t in (target, annotated, candidates))
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        image = batch.image.contiguous(memory_format=torch.channels_last_3d)
-        logits = run.model(image) if batch.present is None else run.model(image, batch.present)
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+        logits = run.model(image) if present is None else run.model(image, present)
     loss = run.loss_fn(logits.float(), target, annotated, candidates)
+    if views is not None:
+        loss = loss + config.pass_distillation * _distillation(run, logits, views)
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
     if not torch.isfinite(loss_value):
         raise FloatingPointError(
@@ -328,6 +341,13 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
         run.optimizer.step()
     run.step += 1
     return float(loss_value.item())
+
+
+def _distillation(run: _MemberRun, logits: torch.Tensor, views: PassViews) -> torch.Tensor:
+    """The pass-distillation term of a batch whose ``(B + V, K, ...)`` logits end with its ``V`` views."""
+    b = logits.shape[0] - len(views)
+    sources, class_index = run.distill
+    return distillation_loss(logits[:b], logits[b:], views, sources, class_index.get)
 
 
 def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext) -> tuple[float, dict]:

@@ -51,6 +51,15 @@ def test_a_method_can_change_the_profiles_augmentation():
     assert method_config(profile, plain, seed=0, cache_dir="c").cache_dir == "c"
 
 
+def test_a_method_can_change_other_training_settings():
+    from ACELib.benchmark.methods import method_config
+
+    distill, hetero = get_methods(["ace-hetero+distill", "ace-hetero"])
+    on, off = method_config(PROFILES["cpu"], distill, seed=1), method_config(PROFILES["cpu"], hetero, seed=1)
+    assert on.pass_distillation == 1.0 and off.pass_distillation == 0.0
+    assert on.hetero_modal and on.seed == 1 and on.with_changes(pass_distillation=0.0) == off
+
+
 def test_method_typo_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown methods \['ace2'\]; valid: \['multi-unet'"):
         get_methods(["ace2"])

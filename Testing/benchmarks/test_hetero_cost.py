@@ -1,0 +1,36 @@
+"""benchmarks/hetero_cost.py counts the passes a hetero-modal model runs: two with label sources, one distilled."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ACELib.inference import create_model
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hetero_cost.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("hetero_cost", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_sources_cost_a_t1_pass_more_and_one_pass_does_not(script):
+    kw = {"base_channels": 4, "depth": 2, "seed": 0}
+    mods = script.MODS
+
+    def flops(passes, names):
+        model = script.with_passes(create_model(script.LABELS, mods, hetero=True, **kw), passes)
+        return len(script.passes_of(model, names)), script.flops_per_voxel(model, names, side=8)
+
+    n_two, two = flops("sources", mods)
+    n_one, one = flops("one", mods)
+    _, t1 = flops("one", mods[:1])
+    assert (n_two, n_one) == (2, 1)
+    assert two == pytest.approx(one + t1)  # the T1 pass comes on top of the pass over all four
+    assert flops("sources", mods[:1]) == (1, t1)  # T1 alone is one pass either way
