@@ -86,8 +86,8 @@ def add_arguments(p) -> None:
                         f"before this option (default {d.modality_subsets})")
     p.add_argument("--pass-distillation", type=float, metavar="W",
                    help="with --hetero-modal: weight of pass distillation, which teaches the model to give in one "
-                        "pass what the label-source passes give together (a lesion patch is also trained with the "
-                        "anatomy dataset's modalities alone); the model is then segmented in one pass "
+                        "pass what the label-source passes give together (a lesion patch is also run with the "
+                        "anatomy dataset's modalities alone, as the teacher); the model is then segmented in one pass "
                         f"(docs/hetero_modal.md; default {d.pass_distillation:g}: off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 

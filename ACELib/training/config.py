@@ -40,7 +40,7 @@ class TrainConfig:
             modality dropped on its own; runs saved without this setting read as that), see
             :mod:`ACELib.data.sampling`.
         pass_distillation: (hetero_modal) weight of pass distillation (:mod:`ACELib.training.distill`):
-            patches whose modalities need more than one label-source pass are also trained with each
+            patches whose modalities need more than one label-source pass are also run with each
             pass's modalities alone, and their one-pass output is pulled toward the passes combined,
             so that the model is segmented in one pass (``passes: "one"`` in its file); 0: off.
         cache_dir: keep preprocessed cases in this folder, memory-mapped (see :mod:`ACELib.data.cache`);

@@ -7,11 +7,12 @@ T1). Inference with label sources therefore runs one pass per source and combine
 distillation moves that combination into training:
 
 * every training patch whose modalities call for more than one pass (:func:`source_passes`) is also
-  shown, in the same batch, with each further pass's modalities alone (its *views*: a lesion patch
-  with T1, T1c, T2 and FLAIR is also shown with T1 alone); the views are scored by the training loss
-  like any patch (so the model also learns the lesions from the anatomy dataset's modalities);
+  run, in the same forward pass, with each further pass's modalities alone (its *views*: a lesion
+  patch with T1, T1c, T2 and FLAIR is also run with T1 alone);
 * the patch's own output is pulled toward the passes combined (:func:`combine_passes` of the
   detached softmax maps), by ``KL(combined || one pass)`` averaged over voxels and weighted.
+  The views are teachers only: the training loss does not score them. (Scoring them too, which
+  also trains the lesions from T1 alone, was measured worse: docs/hetero_modal.md.)
 
 The combined target takes each source's labels from its own pass, so on the labels of the pass over
 all the patch's modalities the target equals the output itself and the term teaches only what the

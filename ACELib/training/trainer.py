@@ -318,13 +318,12 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
     if run.distill and present is not None:  # pass distillation: each patch's further passes join the batch
         views = pass_views(present, run.plan.modalities, run.distill[0])
         image, present = with_views(image, present, views)
-        idx = views.sample.to(device)
-        target, annotated, candidates = (torch.cat([t, t[idx]]) for t in (target, annotated, candidates))
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         image = image.contiguous(memory_format=torch.channels_last_3d)
         logits = run.model(image) if present is None else run.model(image, present)
-    loss = run.loss_fn(logits.float(), target, annotated, candidates)
+    b = target.shape[0]  # the views (after the batch) are teachers only: the loss scores the batch
+    loss = run.loss_fn(logits[:b].float(), target, annotated, candidates)
     if views is not None:
         loss = loss + config.pass_distillation * _distillation(run, logits, views)
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value

@@ -226,3 +226,33 @@ def test_the_option_reaches_the_settings_and_older_settings_read_as_off():
     del d["pass_distillation"]
     assert TrainConfig.from_dict(d).pass_distillation == 0.0
     assert CFG.resume_conflicts(TrainConfig.from_dict(d)) == ["pass_distillation: run has 0.0, asked 1.0"]
+
+
+def test_the_views_teach_but_the_training_loss_scores_only_the_batch(task, tmp_path, monkeypatch):
+    import ACELib.training.trainer as trainer
+    from ACELib.networks import HeteroUNet3D
+
+    seen = {"loss": [], "net": []}
+    build = trainer.build_loss
+
+    def recording_loss(name):
+        inner = build(name)
+
+        class Recording(torch.nn.Module):
+            def forward(self, logits, *rest):
+                seen["loss"].append(logits.shape[0])
+                return inner(logits, *rest)
+        return Recording()
+
+    forward = HeteroUNet3D.forward
+
+    def recording_forward(self, x, present):
+        if self.training:
+            seen["net"].append(x.shape[0])
+        return forward(self, x, present)
+
+    monkeypatch.setattr(trainer, "build_loss", recording_loss)
+    monkeypatch.setattr(HeteroUNet3D, "forward", recording_forward)
+    train(task, tmp_path / "r", CFG.with_changes(iterations=3, validation_interval=10))
+    assert seen["loss"] == [4, 4, 4]
+    assert max(seen["net"]) > 4  # some batches carried views (lesion patches with FLAIR and T1)
