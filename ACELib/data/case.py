@@ -94,6 +94,7 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
     if label is None:
         raise ValueError(f"case {case.name!r} of dataset {ds.name!r} has no label file")
     _check_values(task, ds, case, image, label)
+    stored = geom
     turn = prep.reorientation(geom)
     image = np.ascontiguousarray(turn.apply(image[list(channels)]))
     label, geom = np.ascontiguousarray(turn.apply(label)), turn.target
@@ -103,7 +104,7 @@ def load_case(task: Task, ds: DatasetSpec, case: Case, channels: Sequence[int], 
     target = target.astype(np.uint8)
     return LoadedCase(case.name, ds.name, prep.normalize(image), target, new_geom,
                       class_voxel_index(target, rng, max_per_class),
-                      synth=_read_synth(case, geom, prep) if synth else None)
+                      synth=_read_synth(case, stored, turn, prep) if synth else None)
 
 
 def _check_values(task: Task, ds: DatasetSpec, case: Case, image: np.ndarray, label: np.ndarray) -> None:
@@ -122,13 +123,18 @@ def synth_path(case: Case):
     return case.label_path.parent.parent / SYNTH_FOLDER / case.label_path.name
 
 
-def _read_synth(case: Case, geom: Geometry, prep: Preprocessing) -> np.ndarray | None:
-    """The case's generator label map on the training grid, or None when the dataset has none."""
+def _read_synth(case: Case, stored: Geometry, turn, prep: Preprocessing) -> np.ndarray | None:
+    """The case's generator label map on the training grid, or None when the dataset has none.
+
+    Args:
+        stored: the case's geometry as stored (the map must be on it).
+        turn: the case's reorientation (``prep.reorientation(stored)``), applied to the map as to the label.
+    """
     path = synth_path(case)
     if path is None or not path.exists():
         return None
     synth, sgeom = read_image(path, dtype=np.int16)
-    if sgeom.differences(geom):
-        raise ValueError(f"generator label map {str(path)!r} is not on its case's grid: {sgeom.differences(geom)}")
-    synth, _ = prep.resample(synth, geom, is_label=True)
+    if sgeom.differences(stored):
+        raise ValueError(f"generator label map {str(path)!r} is not on its case's grid: {sgeom.differences(stored)}")
+    synth, _ = prep.resample(np.ascontiguousarray(turn.apply(synth)), turn.target, is_label=True)
     return synth.astype(np.uint8)

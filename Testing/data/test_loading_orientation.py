@@ -56,3 +56,27 @@ def test_same_arrays_whatever_the_storage(tmp_path, cache):
 def test_without_orientation_the_array_is_kept_as_stored(tmp_path):
     loaded = _load(tmp_path / "old", RAS, Preprocessing(orientation=None), cache=False)
     assert loaded[0].cases[0].geometry.direction == RAS
+
+
+@pytest.mark.parametrize("direction", [RAS, SAGITTAL], ids=["RAS", "sagittal"])
+def test_generator_label_maps_are_reoriented_with_their_case(tmp_path, direction):
+    """A ``synthTr`` map stored on its case's grid is turned like the label map, not refused."""
+    from ACELib.data.contract import SYNTH_FOLDER
+    from ACELib.io.image import read_image, write_image
+
+    task = load_task(make_tiny_task(tmp_path, n_anatomy=1, n_lesion=1, n_test=0, shape=SHAPE, direction=direction))
+    stored = {}
+    for ds in task.train_datasets:
+        labels = task.dataset_path(ds) / "labelsTr"
+        (labels.parent / SYNTH_FOLDER).mkdir()
+        for path in labels.glob("*.nii.gz"):
+            _, geom = read_image(path)
+            synth = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE) % 7  # no symmetry to hide a flip
+            write_image(labels.parent / SYNTH_FOLDER / path.name, synth, geom)
+            stored[path.name.removesuffix(".nii.gz")] = synth
+    loaded = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities, synth=True)
+    turn = _stored_geometry_as_canonical(direction)
+    for ds in loaded:
+        for case in ds.cases:
+            np.testing.assert_array_equal(case.synth, turn.apply(stored[case.name]))
+            assert case.synth.shape == case.target.shape
