@@ -105,3 +105,21 @@ WMH_LABELS = (
     JointLabel("WMH", 4, (255, 50, 50)),
 )
 """The joint labels of the tissue + WMH task, as the tests use them."""
+
+
+def add_synth_maps(task) -> dict[str, np.ndarray]:
+    """Write a generator label map (``synthTr``) beside every training case's label file, on its grid,
+    with no symmetry that could hide a flip. Returns case name -> the stored ``(D, H, W)`` int16 map."""
+    from ACELib.data.contract import SYNTH_FOLDER
+    from ACELib.io.image import read_image, write_image
+
+    stored = {}
+    for ds in task.train_datasets:
+        labels = task.dataset_path(ds) / "labelsTr"
+        (labels.parent / SYNTH_FOLDER).mkdir(exist_ok=True)
+        for path in sorted(labels.glob("*.nii.gz")):
+            label, geom = read_image(path)
+            synth = (np.arange(label.size, dtype=np.int16).reshape(label.shape) % 7).astype(np.int16)
+            write_image(labels.parent / SYNTH_FOLDER / path.name, synth, geom)
+            stored[path.name.removesuffix(".nii.gz")] = synth
+    return stored

@@ -83,11 +83,8 @@ def get_profile(name: str) -> Profile:
 
 def method_config(profile: Profile, method: Method, seed: int, device: str = "auto",
                   cache_dir: str | None = None) -> TrainConfig:
-    """The training settings of ``method`` under ``profile`` with ``seed`` (and a shared data cache,
-    except for a method whose augmentation reads the generator label maps, which the cache does not hold)."""
+    """The training settings of ``method`` under ``profile`` with ``seed`` (and a shared data cache)."""
     augmentation = replace(profile.train.augmentation, **dict(method.augment))
-    if augmentation.uses_label_maps:
-        cache_dir = None
     return profile.train.with_changes(loss=method.loss, multi_unet=method.multi_unet, seed=seed, device=device,
                                       cache_dir=cache_dir, hetero_modal=method.hetero_modal,
                                       augmentation=augmentation, **dict(method.settings))

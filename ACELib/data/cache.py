@@ -86,17 +86,20 @@ class CachedCase(LoadedCase):
     """A :class:`LoadedCase` whose image and target are memory-mapped from a cache entry.
 
     Pickling sends the entry's folder, not the arrays, and unpickling maps them again, so that
-    sampling workers started with ``spawn`` or ``forkserver`` stay cheap.
+    sampling workers started with ``spawn`` or ``forkserver`` stay cheap. A generator label map
+    attached after loading (:func:`ACELib.data.case.attach_synth`; it is not in the entry) travels
+    with it.
     """
 
     entry: Path
 
     def __getstate__(self) -> dict:
-        return {"entry": str(self.entry)}
+        return {"entry": str(self.entry), "synth": self.synth, "synth_counts": self.synth_counts}
 
     def __setstate__(self, state: dict) -> None:
         other = open_entry(state["entry"])
         self.__dict__.update(other.__dict__)
+        self.synth, self.synth_counts = state.get("synth"), state.get("synth_counts")
 
 
 def open_entry(entry: str | os.PathLike) -> CachedCase:

@@ -14,7 +14,7 @@ import numpy as np
 from ACELib.data.check import image_value_problems, label_value_problems
 from ACELib.data.contract import SYNTH_FOLDER, Case, DatasetError, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.io.image import Geometry, read_image
+from ACELib.io.image import Geometry, read_image, read_image_header
 from ACELib.labels import IGNORE_INDEX, DatasetSpec, Task, to_joint
 
 
@@ -121,6 +121,26 @@ def synth_path(case: Case):
     if case.label_path is None:
         return None
     return case.label_path.parent.parent / SYNTH_FOLDER / case.label_path.name
+
+
+def attach_synth(loaded: LoadedCase, case: Case, prep: Preprocessing) -> LoadedCase:
+    """Give a case loaded without it (from the cache) its generator label map, when it has one.
+
+    Raises:
+        ValueError: naming the map: not on its case's grid, or not on the loaded case's grid after
+            preprocessing (a stale cache entry).
+    """
+    if case.label_path is None:
+        return loaded
+    stored = read_image_header(case.label_path)
+    synth = _read_synth(case, stored, prep.reorientation(stored), prep)
+    if synth is None:
+        return loaded
+    if synth.shape != loaded.target.shape:
+        raise ValueError(f"generator label map {str(synth_path(case))!r} gives shape {synth.shape} after "
+                         f"preprocessing, its loaded case {loaded.target.shape}")
+    loaded.synth, loaded.synth_counts = synth, np.bincount(synth.reshape(-1), minlength=1).astype(np.int64)
+    return loaded
 
 
 def _read_synth(case: Case, stored: Geometry, turn, prep: Preprocessing) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ACELib.data.cache import cached_case
-from ACELib.data.case import LoadedCase, channel_indices, load_case
+from ACELib.data.case import LoadedCase, attach_synth, channel_indices, load_case
 from ACELib.data.check import data_error
 from ACELib.data.contract import list_cases, read_dataset_info
 from ACELib.data.preprocessing import Preprocessing
@@ -55,7 +55,8 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
             task's common modalities; a Multi-UNet member its dataset's own).
         cache_dir: keep preprocessed cases in this folder and memory-map them instead of holding
             them in RAM (see :mod:`ACELib.data.cache`); built on first use, reused while valid.
-        synth: read the cases' generator label maps (domain randomisation); not kept in the cache.
+        synth: read the cases' generator label maps (domain randomisation, class gains); with a cache
+            they are read from their files and held in RAM (one byte per voxel).
 
     Raises:
         DatasetError: listing every case file whose voxels are unusable (each message names its file).
@@ -78,7 +79,7 @@ def load_datasets(task: Task, prep: Preprocessing, modalities: Callable[[Dataset
                     loaded.append(load_case(task, ds, case, chans, prep, rng, synth=synth))
                 else:
                     entry, fresh = cached_case(task, ds, case, mods, prep, cache_dir)
-                    loaded.append(entry)
+                    loaded.append(attach_synth(entry, case, prep) if synth else entry)
                     built += fresh
             except ValueError as exc:  # the case's files name themselves in the message
                 problems.append(str(exc))

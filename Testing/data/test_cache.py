@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from factory import make_tiny_task
+from factory import add_synth_maps, make_tiny_task
 
 from ACELib.data import cache
 from ACELib.data.cache import build_cache, cache_key, cached_case, entry_dir, open_entry
@@ -160,6 +160,23 @@ def test_cached_case_pickles_as_a_reference(task, tmp_path):
     back = pickle.loads(blob)
     assert isinstance(back.image, np.memmap) and np.array_equal(back.image, case.image)
     assert sorted(back.class_voxels) == sorted(case.class_voxels)
+
+
+def test_generator_label_maps_come_with_cached_cases_and_travel_to_workers(task, tmp_path):
+    stored = add_synth_maps(task)
+    memory = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities, synth=True)
+    cached = _load(task, tmp_path / "cache")
+    for a, b in zip(memory, cached):
+        for ca, cb in zip(a.cases, b.cases):
+            assert ca.synth is not None and np.array_equal(ca.synth, cb.synth)
+            assert np.array_equal(ca.synth_counts, cb.synth_counts) and isinstance(cb.image, np.memmap)
+    case = cached[0].cases[0]
+    assert np.array_equal(case.synth, stored[case.name])  # LPS, no resampling: as stored
+    back = pickle.loads(pickle.dumps(case))
+    assert np.array_equal(back.synth, case.synth) and np.array_equal(back.synth_counts, case.synth_counts)
+    without = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities, cache_dir=tmp_path / "cache",
+                            synth=False)
+    assert without[0].cases[0].synth is None
 
 
 def test_shards_build_the_cache_between_them(task, tmp_path, builds):

@@ -3,7 +3,7 @@ a dataset stored in RAS or sagittal order loads to the same arrays as the same d
 
 import numpy as np
 import pytest
-from factory import make_tiny_task
+from factory import add_synth_maps, make_tiny_task
 
 from ACELib.data.loading import load_datasets
 from ACELib.data.preprocessing import Preprocessing
@@ -61,19 +61,8 @@ def test_without_orientation_the_array_is_kept_as_stored(tmp_path):
 @pytest.mark.parametrize("direction", [RAS, SAGITTAL], ids=["RAS", "sagittal"])
 def test_generator_label_maps_are_reoriented_with_their_case(tmp_path, direction):
     """A ``synthTr`` map stored on its case's grid is turned like the label map, not refused."""
-    from ACELib.data.contract import SYNTH_FOLDER
-    from ACELib.io.image import read_image, write_image
-
     task = load_task(make_tiny_task(tmp_path, n_anatomy=1, n_lesion=1, n_test=0, shape=SHAPE, direction=direction))
-    stored = {}
-    for ds in task.train_datasets:
-        labels = task.dataset_path(ds) / "labelsTr"
-        (labels.parent / SYNTH_FOLDER).mkdir()
-        for path in labels.glob("*.nii.gz"):
-            _, geom = read_image(path)
-            synth = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE) % 7  # no symmetry to hide a flip
-            write_image(labels.parent / SYNTH_FOLDER / path.name, synth, geom)
-            stored[path.name.removesuffix(".nii.gz")] = synth
+    stored = add_synth_maps(task)
     loaded = load_datasets(task, Preprocessing(), lambda ds: task.input_modalities, synth=True)
     turn = _stored_geometry_as_canonical(direction)
     for ds in loaded:
