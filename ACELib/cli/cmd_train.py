@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ACELib.cli.progress import ProgressBar
 from ACELib.data.augment import AugmentationConfig
-from ACELib.data.sampling import MODALITY_SUBSETS
+from ACELib.data.sampling import MODALITY_SUBSETS, SUBSET_RULES
 from ACELib.device import DEVICE_CHOICES
 from ACELib.labels import load_task
 from ACELib.losses import LOSSES
@@ -80,10 +80,8 @@ def add_arguments(p) -> None:
                    help="with --hetero-modal: chance that a patch loses some of its dataset's modalities "
                         f"(default {d.modality_dropout})")
     p.add_argument("--modality-subsets", choices=MODALITY_SUBSETS,
-                   help="with --hetero-modal: uniform: a dropped patch keeps a uniformly drawn non-empty subset "
-                        "of its modalities; single: it keeps one of them; independent: each modality is dropped "
-                        "on its own, as models trained "
-                        f"before this option (default {d.modality_subsets})")
+                   help="with --hetero-modal: " + "; ".join(f"{k}: {v}" for k, v in SUBSET_RULES.items())
+                        + f" (default {d.modality_subsets})")
     p.add_argument("--pass-distillation", type=float, metavar="W",
                    help="with --hetero-modal: weight of pass distillation, which teaches the model to give in one "
                         "pass what the label-source passes give together (a lesion patch is also run with the "

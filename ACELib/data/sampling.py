@@ -16,6 +16,10 @@ into the layout's channels (zeros where its dataset has no image) and the batch 
 * ``"single"``: with probability p a patch keeps one of its dataset's modalities (each equally
   likely), otherwise all of them: the model learns each image alone and all together, and the
   pairs and triples only through the fusion's mean.
+* ``"shared"``: with probability p a patch keeps, with chance 1/2, the modalities that every
+  dataset has (the anatomy dataset's T1 in the tumour scenario; only when that is a smaller,
+  non-empty part of the patch's own), otherwise a uniformly drawn non-empty subset: the input of
+  the model that sees only the common modalities is trained on every dataset's labels.
 * ``"independent"``: each present modality is dropped with probability p (at least one is kept);
   the rule of models trained before ``"uniform"`` existed.
 
@@ -39,8 +43,15 @@ from ACELib.data.case import LoadedCase
 from ACELib.data.loading import LoadedDataset
 from ACELib.data.patches import crop
 
-MODALITY_SUBSETS = ("uniform", "single", "independent")
-"""How modality dropout draws the modalities a patch keeps (see the module docstring)."""
+SUBSET_RULES = {
+    "uniform": "a dropped patch keeps a uniformly drawn non-empty subset of its modalities",
+    "single": "it keeps one of them",
+    "shared": "it keeps the modalities every dataset has (half the time) or a uniform subset",
+    "independent": "each modality is dropped on its own, as models trained before these rules",
+}
+"""How modality dropout draws the modalities a patch keeps, with a line each (see the module docstring)."""
+MODALITY_SUBSETS = tuple(SUBSET_RULES)
+DEFAULT_SUBSET_RULE = "uniform"
 
 
 @dataclass
@@ -101,13 +112,13 @@ class BalancedSampler:
             None: all cases share their channels and batches have no ``present`` mask.
         modality_dropout: probability in [0, 1) of modality dropout (see the module docstring);
             needs ``layout``.
-        modality_subsets: ``"uniform"``, ``"single"`` or ``"independent"``: how dropped modalities are drawn.
+        modality_subsets: one of :data:`MODALITY_SUBSETS`: how dropped modalities are drawn.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
                  batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None,
                  layout: Sequence[str] | None = None, modality_dropout: float = 0.0,
-                 modality_subsets: str = "uniform"):
+                 modality_subsets: str = DEFAULT_SUBSET_RULE):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -123,6 +134,7 @@ class BalancedSampler:
             raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSETS)}, got {modality_subsets!r}")
         self.modality_subsets = modality_subsets
         self._channel_maps = self._check_layout()
+        self._shared = self._shared_masks()
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
@@ -166,6 +178,18 @@ class BalancedSampler:
             maps.append([self.layout.index(m) for m in d.modalities])
         return maps
 
+    def _shared_masks(self) -> list[np.ndarray] | None:
+        """Per dataset, which of its modalities every dataset has (``(C_k,)`` bool), all False where
+        that is all of them (nothing to drop to) or none; None without a layout."""
+        if self.layout is None:
+            return None
+        common = set.intersection(*(set(d.modalities) for d in self.datasets))
+        masks = []
+        for d in self.datasets:
+            mask = np.array([m in common for m in d.modalities], dtype=bool)
+            masks.append(mask if 0 < mask.sum() < len(mask) else np.zeros(len(mask), dtype=bool))
+        return masks
+
     def _place(self, k: int, img: np.ndarray, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         """A dataset-``k`` patch ``(C_k, ...)`` in the layout: ``(M, ...)`` image and ``(M,)`` present mask,
         with modality dropout drawn from ``rng`` (None: none)."""
@@ -179,6 +203,8 @@ class BalancedSampler:
             if self.modality_subsets == "single":
                 keep = np.zeros(len(chans), dtype=bool)
                 keep[int(rng.integers(len(chans)))] = True
+            elif self.modality_subsets == "shared" and self._shared[k].any() and rng.random() < 0.5:
+                keep = self._shared[k].copy()
             else:
                 bits = int(rng.integers(1, 2 ** len(chans)))  # a non-empty subset, each equally likely
                 keep = np.array([(bits >> j) & 1 for j in range(len(chans))], dtype=bool)
@@ -293,7 +319,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
                  seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
                  augmentation: AugmentationConfig | None = None, layout: Sequence[str] | None = None,
-                 modality_dropout: float = 0.0, modality_subsets: str = "uniform"):
+                 modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")

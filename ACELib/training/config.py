@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ACELib.data.augment import AugmentationConfig
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.data.sampling import MODALITY_SUBSETS
+from ACELib.data.sampling import DEFAULT_SUBSET_RULE, MODALITY_SUBSETS
 from ACELib.io.strict_json import refuse_unknown_keys
 from ACELib.losses import LOSSES
 from ACELib.training.schedule import SCHEDULES
@@ -34,11 +34,10 @@ class TrainConfig:
             sample with exactly the modalities its dataset has (see :mod:`ACELib.training.hetero`).
         modality_dropout: (hetero_modal) probability in [0, 1) of modality dropout on a training
             patch; 0 trains only the datasets' own subsets.
-        modality_subsets: (hetero_modal) how dropout draws the kept modalities: ``"uniform"`` (a
-            dropped patch keeps a uniformly drawn non-empty subset), ``"single"`` (one modality, each
-            equally likely) or ``"independent"`` (each
-            modality dropped on its own; runs saved without this setting read as that), see
-            :mod:`ACELib.data.sampling`.
+        modality_subsets: (hetero_modal) how dropout draws the kept modalities, one of
+            :data:`ACELib.data.sampling.SUBSET_RULES` (``"uniform"``: a dropped patch keeps a
+            uniformly drawn non-empty subset; runs saved without this setting read as
+            ``"independent"``, the earlier per-modality rule).
         pass_distillation: (hetero_modal) weight of pass distillation (:mod:`ACELib.training.distill`):
             patches whose modalities need more than one label-source pass are also run with each
             pass's modalities alone, and their one-pass output is pulled toward the passes combined,
@@ -69,7 +68,7 @@ class TrainConfig:
     multi_unet: bool = False
     hetero_modal: bool = False
     modality_dropout: float = 0.5
-    modality_subsets: str = "uniform"
+    modality_subsets: str = DEFAULT_SUBSET_RULE
     pass_distillation: float = 0.0
     num_threads: int | None = None
     cache_dir: str | None = None

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ACELib.data.sampling import BalancedSampler, Batch, SamplerStream, stream_seed
+from ACELib.data.sampling import DEFAULT_SUBSET_RULE, BalancedSampler, Batch, SamplerStream, stream_seed
 from ACELib.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class RankBatches:
 
     def __init__(self, datasets, patch_size: int, batch_size: int, seed: int, ctx: DistContext,
                  workers: int = 0, pin_memory: bool = False, augmentation=None, layout=None,
-                 modality_dropout: float = 0.0, modality_subsets: str = "uniform"):
+                 modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self.datasets, self.patch_size, self.batch_size, self.seed = datasets, patch_size, batch_size, seed

@@ -75,6 +75,25 @@ def test_uniform_subsets_keep_everything_in_most_patches_and_draw_subsets_evenly
         BalancedSampler(datasets, 8, 2, layout=LAYOUT, modality_dropout=0.5, modality_subsets="every")
 
 
+def test_the_shared_rule_gives_lesion_patches_the_modalities_every_dataset_has(hetero):
+    # anatomy (T1) and lesion (T1, FLAIR), p = 0.5: a lesion patch keeps both with chance
+    # 0.5 + 0.25 / 3, T1 alone (the shared modality) with 0.25 + 0.25 / 3 and FLAIR alone with 0.25 / 3
+    _, datasets = hetero
+    sampler = BalancedSampler(datasets, 8, 50, seed=3, layout=LAYOUT, modality_dropout=0.5, modality_subsets="shared")
+    batches = [sampler.sample() for _ in range(60)]
+    presents = torch.cat([b.present[b.dataset == 1] for b in batches]).tolist()
+    share = {k: sum(tuple(p) == k for p in presents) / len(presents) for k in ((True, True), (True, False), (False, True))}
+    assert len(presents) > 1200
+    assert abs(share[(True, True)] - 7 / 12) < 0.04 and abs(share[(True, False)] - 1 / 3) < 0.04
+    assert abs(share[(False, True)] - 1 / 12) < 0.025
+    anatomy = torch.cat([b.present[b.dataset == 0] for b in batches])
+    assert anatomy[:, 0].all() and not anatomy[:, 1].any()  # T1 is all the anatomy dataset has
+    lesion_only = BalancedSampler(datasets[1:], 8, 50, seed=3, layout=LAYOUT, modality_dropout=0.5,
+                                  modality_subsets="shared")  # one dataset: nothing is shared by others
+    uniform = BalancedSampler(datasets[1:], 8, 50, seed=3, layout=LAYOUT, modality_dropout=0.5)
+    assert _same(lesion_only.sample(), uniform.sample())
+
+
 def test_dropout_never_adds_a_modality_the_dataset_lacks(hetero):
     _, datasets = hetero
     sampler = BalancedSampler(datasets, 8, 8, seed=4, layout=LAYOUT, modality_dropout=0.9)

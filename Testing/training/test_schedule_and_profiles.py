@@ -90,6 +90,7 @@ def test_settings_saved_before_the_uniform_subset_rule_keep_the_per_modality_one
     cfg = cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "independent"))
     assert cfg.modality_subsets == "independent"
     assert cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "single")).modality_subsets == "single"
+    assert cmd_train.config_from_args(_args("--hetero-modal", "--modality-subsets", "shared")).modality_subsets == "shared"
 
 
 @pytest.mark.parametrize("kwargs, match", [
