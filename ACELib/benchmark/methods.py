@@ -29,7 +29,7 @@ class Method:
     hetero_modal: bool = False
     conditions: tuple[tuple[str, ...], ...] = ()
     augment: tuple[tuple[str, float], ...] = ()
-    settings: tuple[tuple[str, float], ...] = ()
+    settings: tuple[tuple[str, object], ...] = ()
 
 
 METHODS: dict[str, Method] = {m.key: m for m in (
@@ -43,6 +43,8 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("ace-hetero", "ACE + marginal Dice, hetero-modal", "ace+dice", hetero_modal=True, conditions=(("T1",),)),
     Method("ace-hetero+distill", "ACE + marginal Dice, hetero-modal, pass distillation", "ace+dice",
            hetero_modal=True, conditions=(("T1",),), settings=(("pass_distillation", 1.0),)),
+    Method("ace-hetero+shared", "ACE + marginal Dice, hetero-modal, shared-modality dropout", "ace+dice",
+           hetero_modal=True, conditions=(("T1",),), settings=(("modality_subsets", "shared"),)),
     Method("ace+dice+curve", "ACE + marginal Dice, contrast curves", "ace+dice", augment=(("p_curve", 0.5),)),
     Method("ace+dice+gain", "ACE + marginal Dice, class gains", "ace+dice", augment=(("p_class_gain", 0.5),)),
 )}
