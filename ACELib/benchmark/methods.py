@@ -45,6 +45,9 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            hetero_modal=True, conditions=(("T1",),), settings=(("pass_distillation", 1.0),)),
     Method("ace-hetero+shared", "ACE + marginal Dice, hetero-modal, shared-modality dropout", "ace+dice",
            hetero_modal=True, conditions=(("T1",),), settings=(("modality_subsets", "shared"),)),
+    Method("ace-hetero+shared+distill", "ACE + marginal Dice, hetero-modal, shared-modality dropout, pass distillation",
+           "ace+dice", hetero_modal=True, conditions=(("T1",),),
+           settings=(("modality_subsets", "shared"), ("pass_distillation", 1.0))),
     Method("ace+dice+curve", "ACE + marginal Dice, contrast curves", "ace+dice", augment=(("p_curve", 0.5),)),
     Method("ace+dice+gain", "ACE + marginal Dice, class gains", "ace+dice", augment=(("p_class_gain", 0.5),)),
 )}
