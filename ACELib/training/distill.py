@@ -7,16 +7,12 @@ T1). Inference with label sources therefore runs one pass per source and combine
 distillation moves that combination into training:
 
 * every training patch whose modalities call for more than one pass (:func:`source_passes`) is also
-  run with each further pass's modalities alone (its *views*: a lesion patch with T1, T1c, T2 and
-  FLAIR is also run with T1 alone), by the network as inference runs it: in eval mode (running
-  batch-norm statistics), without gradient. The views are teachers only: they are not scored and
-  the batch the training loss sees is unchanged;
+  run, in the same forward pass, with each further pass's modalities alone (its *views*: a lesion
+  patch with T1, T1c, T2 and FLAIR is also run with T1 alone);
 * the patch's own output is pulled toward the passes combined (:func:`combine_passes` of the
-  softmax maps, its own detached), by ``KL(combined || one pass)`` averaged over voxels and weighted.
-
-Two other placements were measured worse (docs/hetero_modal.md): the views in the training batch
-and scored by the loss too (which also trains the lesions from T1 alone), and the views in the
-training batch as teachers only (their batch-norm statistics mixed into the batch's).
+  detached softmax maps), by ``KL(combined || one pass)`` averaged over voxels and weighted.
+  The views are teachers only: the training loss does not score them. (Scoring them too, which
+  also trains the lesions from T1 alone, was measured worse: docs/hetero_modal.md.)
 
 The combined target takes each source's labels from its own pass, so on the labels of the pass over
 all the patch's modalities the target equals the output itself and the term teaches only what the
@@ -86,12 +82,13 @@ def pass_views(present: torch.Tensor, layout: Sequence[str], sources: Sequence[L
                      tuple(subsets), given)
 
 
-def view_inputs(image: torch.Tensor, present: torch.Tensor, views: PassViews) -> tuple[torch.Tensor, torch.Tensor]:
-    """The views' network inputs: images ``(V, M, D, H, W)`` of the batch's ``(B, M, D, H, W)``, with
-    absent channels zero as at inference, and present masks ``(V, M)``."""
+def with_views(image: torch.Tensor, present: torch.Tensor, views: PassViews) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch followed by its views: images ``(B + V, M, D, H, W)`` (absent channels zero, as at
+    inference) and present masks ``(B + V, M)``."""
     idx = views.sample.to(image.device)
     view_present = views.present.to(present.device)
-    return image[idx] * view_present[:, :, None, None, None].to(image.dtype), view_present
+    view_image = image[idx] * view_present[:, :, None, None, None].to(image.dtype)
+    return torch.cat([image, view_image]), torch.cat([present, view_present])
 
 
 def distillation_loss(logits: torch.Tensor, view_logits: torch.Tensor, views: PassViews,
@@ -127,4 +124,4 @@ def distillation_loss(logits: torch.Tensor, view_logits: torch.Tensor, views: Pa
     return kl.sum(1).mean()
 
 
-__all__ = ["PassViews", "distillation_loss", "pass_views", "view_inputs"]
+__all__ = ["PassViews", "distillation_loss", "pass_views", "with_views"]

@@ -41,7 +41,7 @@ from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
-from ACELib.training.distill import distillation_loss, pass_views, view_inputs
+from ACELib.training.distill import PassViews, distillation_loss, pass_views, with_views
 from ACELib.training.distributed import (
     DistContext,
     RankBatches,
@@ -314,19 +314,18 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
         target = run.lut.to(device)[target]
         annotated = torch.ones(target.shape[0], k, dtype=torch.bool, device=device)
         candidates = torch.eye(k, dtype=torch.bool, device=device).expand(target.shape[0], k, k)
-    views = None
-    if run.distill and batch.present is not None:  # pass distillation: the teacher runs each patch's further passes
-        views = pass_views(batch.present, run.plan.modalities, run.distill[0])
-        view_logits = _teacher_logits(run, *view_inputs(batch.image, batch.present, views), device)
+    image, present, views = batch.image, batch.present, None
+    if run.distill and present is not None:  # pass distillation: each patch's further passes join the batch
+        views = pass_views(present, run.plan.modalities, run.distill[0])
+        image, present = with_views(image, present, views)
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-        image = batch.image.contiguous(memory_format=torch.channels_last_3d)
-        logits = run.model(image) if batch.present is None else run.model(image, batch.present)
-    loss = run.loss_fn(logits.float(), target, annotated, candidates)
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+        logits = run.model(image) if present is None else run.model(image, present)
+    b = target.shape[0]  # the views (after the batch) are teachers only: the loss scores the batch
+    loss = run.loss_fn(logits[:b].float(), target, annotated, candidates)
     if views is not None:
-        sources, class_index = run.distill
-        loss = loss + config.pass_distillation * distillation_loss(logits, view_logits, views, sources,
-                                                                   class_index.get)
+        loss = loss + config.pass_distillation * _distillation(run, logits, views)
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
     if not torch.isfinite(loss_value):
         raise FloatingPointError(
@@ -343,17 +342,11 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
     return float(loss_value.item())
 
 
-def _teacher_logits(run: _MemberRun, image: torch.Tensor, present: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``(V, K, ...)`` float logits of the views, as inference computes them: the network in eval mode
-    (running batch-norm statistics, none updated), without gradient."""
-    if image.shape[0] == 0:
-        return torch.zeros(0, len(run.plan.classes), *image.shape[2:], device=device)
-    run.model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
-            return run.model(image.contiguous(memory_format=torch.channels_last_3d), present).float()
-    finally:
-        run.model.train()
+def _distillation(run: _MemberRun, logits: torch.Tensor, views: PassViews) -> torch.Tensor:
+    """The pass-distillation term of a batch whose ``(B + V, K, ...)`` logits end with its ``V`` views."""
+    b = logits.shape[0] - len(views)
+    sources, class_index = run.distill
+    return distillation_loss(logits[:b], logits[b:], views, sources, class_index.get)
 
 
 def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext) -> tuple[float, dict]:

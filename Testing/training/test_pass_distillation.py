@@ -18,7 +18,7 @@ from ACELib.inference.metadata import parse_metadata
 from ACELib.io.image import read_image
 from ACELib.labels import load_task
 from ACELib.training import TrainConfig, train
-from ACELib.training.distill import distillation_loss, pass_views, view_inputs
+from ACELib.training.distill import distillation_loss, pass_views, with_views
 
 LAYOUT = ("T1", "T1c", "FLAIR")
 SOURCES = (LabelSource(("CSF", "GM", "WM"), ("T1",)), LabelSource(("edema", "tumor"), LAYOUT))
@@ -52,14 +52,14 @@ def test_bad_present_masks_are_refused(present, match):
         pass_views(present, LAYOUT, SOURCES)
 
 
-def test_view_inputs_have_their_absent_channels_zeroed():
+def test_views_join_the_batch_with_their_absent_channels_zeroed():
     image = torch.rand(2, 3, 4, 5, 6) + 1
     present = _present(("T1", "T1c", "FLAIR"), ("T1",))
     views = pass_views(present, LAYOUT, SOURCES)
-    out, out_present = view_inputs(image, present, views)
-    assert out.shape == (1, 3, 4, 5, 6)
-    assert torch.equal(out[0, 0], image[0, 0]) and not out[0, 1:].any()
-    assert out_present.tolist() == [[True, False, False]]
+    out, out_present = with_views(image, present, views)
+    assert out.shape == (3, 3, 4, 5, 6) and torch.equal(out[:2], image)
+    assert torch.equal(out[2, 0], image[0, 0]) and not out[2, 1:].any()
+    assert out_present[2].tolist() == [True, False, False]
 
 
 def test_the_term_is_zero_when_one_pass_already_gives_the_combination():
@@ -228,7 +228,7 @@ def test_the_option_reaches_the_settings_and_older_settings_read_as_off():
     assert CFG.resume_conflicts(TrainConfig.from_dict(d)) == ["pass_distillation: run has 0.0, asked 1.0"]
 
 
-def test_the_views_are_run_in_eval_mode_and_the_training_loss_scores_only_the_batch(task, tmp_path, monkeypatch):
+def test_the_views_teach_but_the_training_loss_scores_only_the_batch(task, tmp_path, monkeypatch):
     import ACELib.training.trainer as trainer
     from ACELib.networks import HeteroUNet3D
 
@@ -247,13 +247,12 @@ def test_the_views_are_run_in_eval_mode_and_the_training_loss_scores_only_the_ba
     forward = HeteroUNet3D.forward
 
     def recording_forward(self, x, present):
-        seen["net"].append((self.training, torch.is_grad_enabled(), x.shape[0]))
+        if self.training:
+            seen["net"].append(x.shape[0])
         return forward(self, x, present)
 
     monkeypatch.setattr(trainer, "build_loss", recording_loss)
     monkeypatch.setattr(HeteroUNet3D, "forward", recording_forward)
-    train(task, tmp_path / "r", CFG.with_changes(iterations=3, validation_interval=10, validation_fraction=0.0))
+    train(task, tmp_path / "r", CFG.with_changes(iterations=3, validation_interval=10))
     assert seen["loss"] == [4, 4, 4]
-    assert [n for training, _, n in seen["net"] if training] == [4, 4, 4]  # the batch as drawn
-    teacher = [(grad, n) for training, grad, n in seen["net"] if not training]
-    assert teacher and all(not grad and 0 < n <= 4 for grad, n in teacher)  # views: no gradient, eval mode
+    assert max(seen["net"]) > 4  # some batches carried views (lesion patches with FLAIR and T1)
