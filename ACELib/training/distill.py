@@ -11,8 +11,11 @@ distillation moves that combination into training:
   patch with T1, T1c, T2 and FLAIR is also run with T1 alone);
 * the patch's own output is pulled toward the passes combined (:func:`combine_passes` of the
   detached softmax maps), by ``KL(combined || one pass)`` averaged over voxels and weighted.
-  The views are teachers only: the training loss does not score them. (Scoring them too, which
-  also trains the lesions from T1 alone, was measured worse: docs/hetero_modal.md.)
+  The views are teachers only: the training loss does not score them.
+
+Two other placements were measured worse (docs/hetero_modal.md): views scored by the training loss
+too (which also trains the lesions from T1 alone), and views run apart in eval mode (running
+batch-norm statistics, as inference runs them).
 
 The combined target takes each source's labels from its own pass, so on the labels of the pass over
 all the patch's modalities the target equals the output itself and the term teaches only what the

@@ -56,7 +56,7 @@ def test_a_method_can_change_other_training_settings():
 
     distill, hetero = get_methods(["ace-hetero+distill", "ace-hetero"])
     on, off = method_config(PROFILES["cpu"], distill, seed=1), method_config(PROFILES["cpu"], hetero, seed=1)
-    assert on.pass_distillation == 1.0 and off.pass_distillation == 0.0
+    assert on.pass_distillation == 0.1 and off.pass_distillation == 0.0
     assert on.hetero_modal and on.seed == 1 and on.with_changes(pass_distillation=0.0) == off
     (shared,) = get_methods(["ace-hetero+shared"])
     assert method_config(PROFILES["cpu"], shared, seed=1).with_changes(modality_subsets="uniform") == off
