@@ -123,3 +123,14 @@ def add_synth_maps(task) -> dict[str, np.ndarray]:
             write_image(labels.parent / SYNTH_FOLDER / path.name, synth, geom)
             stored[path.name.removesuffix(".nii.gz")] = synth
     return stored
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -26,7 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ACELib.inference import create_model
-from ACELib.inference.label_sources import LabelSource, source_passes
+from ACELib.inference.label_sources import LabelSource
 from ACELib.labels import JointLabel
 
 LABELS = tuple(JointLabel(n, i, (i * 40, 100, 200 - i * 40))
@@ -44,8 +44,7 @@ def with_passes(model, passes: str):
 
 def passes_of(model, names) -> list:
     """The input subsets ``model.predict`` runs the network on for ``names``."""
-    meta = model.metadata
-    return source_passes(meta.label_sources, names) if meta.passes == "sources" else [tuple(names)]
+    return model.metadata.inference_passes(names)
 
 
 def flops_per_voxel(model, names, side: int = 32) -> float:

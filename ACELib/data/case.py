@@ -130,7 +130,8 @@ def attach_synth(loaded: LoadedCase, case: Case, prep: Preprocessing) -> LoadedC
         ValueError: naming the map: not on its case's grid, or not on the loaded case's grid after
             preprocessing (a stale cache entry).
     """
-    if case.label_path is None:
+    path = synth_path(case)
+    if path is None or not path.exists():  # most datasets: no header read
         return loaded
     stored = read_image_header(case.label_path)
     synth = _read_synth(case, stored, prep.reorientation(stored), prep)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ACELib
 from ACELib.data.preprocessing import Preprocessing
-from ACELib.inference.label_sources import LabelSource
+from ACELib.inference.label_sources import LabelSource, source_passes
 from ACELib.inference.model_schema import (
     ALL_MODALITIES,
     ANY_SUBSET,
@@ -150,6 +150,13 @@ class ModelMetadata:
         need = sorted({m for s in self.label_sources if set(s.labels) & set(unsupported) for m in s.modalities})
         return (f"{', '.join(unsupported)} were trained only with {' or '.join(need)}, which the input lacks: "
                 "expect them to be unreliable")
+
+    def inference_passes(self, modalities) -> list[tuple[str, ...]]:
+        """The input subsets inference runs the network on for an input with these ``modalities`` (in
+        model order): one per label source (:func:`ACELib.inference.label_sources.source_passes`),
+        or the input alone for a model without label sources or with :attr:`passes` ``"one"``."""
+        names = tuple(modalities)
+        return source_passes(self.label_sources, names) if self.passes == "sources" else [names]
 
     @property
     def modalities(self) -> tuple[str, ...]:

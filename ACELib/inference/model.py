@@ -13,7 +13,7 @@ import torch
 from ACELib.data.preprocessing import Preprocessing
 from ACELib.device import autocast_dtype, resolve_device
 from ACELib.inference.fast import optimize_for_inference, plan_window
-from ACELib.inference.label_sources import combine_passes, source_passes
+from ACELib.inference.label_sources import combine_passes
 from ACELib.inference.model_file import (
     ALL_MODALITIES,
     ANY_SUBSET,
@@ -172,8 +172,7 @@ class SegmentationModel:
                 def sub_progress(d, t, msg, i=i, name=member.name):
                     progress(i * t + d, n * t, msg if n == 1 else f"{msg} ({name})")
 
-            passes = (source_passes(self.metadata.label_sources, names)  # one pass without label sources
-                      if self.metadata.passes == "sources" else [names])
+            passes = self.metadata.inference_passes(names)
             if len(passes) > 1 and network_kind(member.network) == "hetero":
                 scores = self._combined_probabilities(net, member, x, passes, names, dtype,
                                                       (window, overlap, batch_size), sub_progress, cancel)

@@ -116,13 +116,11 @@ def distillation_loss(logits: torch.Tensor, view_logits: torch.Tensor, views: Pa
     log_p = F.log_softmax(logits.float(), dim=1)
     with torch.no_grad():
         probs, view_probs = log_p.detach().exp(), torch.softmax(view_logits.float(), dim=1)
-        targets, rows = [], []
-        for i in sorted(set(views.sample.tolist())):
-            passes = {views.given[i]: probs[i]}
-            passes.update({views.subsets[j]: view_probs[j] for j in range(len(views)) if int(views.sample[j]) == i})
-            targets.append(combine_passes(passes, sources, views.given[i], class_of))
-            rows.append(i)
-        q = torch.stack(targets)
+        passes: dict[int, dict] = {}  # sample -> {subset: (K, D, H, W) probabilities}, in sample order
+        for j, i in sorted(enumerate(views.sample.tolist()), key=lambda t: t[1]):
+            passes.setdefault(i, {views.given[i]: probs[i]})[views.subsets[j]] = view_probs[j]
+        rows = list(passes)
+        q = torch.stack([combine_passes(passes[i], sources, views.given[i], class_of) for i in rows])
     kl = torch.xlogy(q, q) - q * log_p[rows]  # (S, K, D, H, W); 0 log 0 = 0
     return kl.sum(1).mean()
 

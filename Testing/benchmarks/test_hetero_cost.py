@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from factory import load_benchmark
 
 from ACELib.inference import create_model
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "hetero_cost.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("hetero_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("hetero_cost")
 
 
 def test_label_sources_cost_a_t1_pass_more_and_one_pass_does_not(script):

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
-from factory import WMH_LABELS, make_tiny_task
+from factory import WMH_LABELS, load_benchmark, make_tiny_task
 
 from ACELib.inference import create_model
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "window_choice.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("window_choice", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("window_choice")
 
 
 def test_every_setting_gives_dice_and_seconds(script, tmp_path, capsys):

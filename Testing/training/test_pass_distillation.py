@@ -121,6 +121,8 @@ def test_a_distilled_model_says_it_runs_in_one_pass(trained):
     meta, _ = read_model_file(trained.model_path)
     assert meta.passes == "one" and meta.training["pass_distillation"] == 1.0
     assert meta.label_sources  # kept: they still name what each label was taught with
+    assert meta.inference_passes(("T1", "FLAIR")) == [("T1", "FLAIR")]
+    assert dataclasses.replace(meta, passes="sources").inference_passes(("T1", "FLAIR")) == [("T1", "FLAIR"), ("T1",)]
     plain = train(load_task(trained.run_dir / "task.json"), trained.run_dir.parent / "plain",
                   CFG.with_changes(pass_distillation=0.0, iterations=1))
     assert read_model_file(plain.model_path)[0].passes == "sources"
