@@ -10,9 +10,11 @@ from ACELib.data.augment import AugmentationConfig, PatchAugmenter
 from ACELib.data.augment import intensity as it
 from ACELib.data.augment.spatial import SpatialParams, draw_spatial, resample_labels, sampling_grid
 from ACELib.data.augment.synthesis import (
+    MAX_Z,
     class_gain_field,
     draw_class_gains,
     draw_contrast,
+    draw_volume_contrast,
     synthesize_patch,
     volume_statistics,
 )
@@ -167,6 +169,41 @@ def test_domain_randomisation_draws_new_contrasts_normalised_like_the_volume():
     assert abs(means[4] - means[3]) >= 0.12  # a lesion never blends into its white matter
     mean, std = volume_statistics(np.array([0.0, 0.5, 1.0]), np.zeros(3), np.array([10, 10, 10]))
     assert mean == pytest.approx(0.75) and std == pytest.approx(0.25)
+
+
+def test_synthesised_volumes_stay_in_the_range_of_real_normalised_scans():
+    # a brain-like case: background, CSF, GM, WM, a lesion, three head classes
+    counts = np.array([500_000, 20_000, 60_000, 50_000, 3_000, 0, 0, 0, 80_000, 30_000, 20_000])
+    rng = np.random.default_rng(0)
+    spreads = []
+    for _ in range(3000):
+        means, stds, mean, std = draw_volume_contrast(rng, counts)
+        spreads.append(np.abs(means[counts > 0] - mean).max() / std)
+        raw_mean, raw_std = volume_statistics(means, stds, counts)
+        assert mean == raw_mean and std >= raw_std
+    assert max(spreads) <= MAX_Z + 1e-9
+    # without the redraw, some draws lie far outside (the failure this guards against)
+    rng = np.random.default_rng(0)
+    raw = []
+    for _ in range(3000):
+        means, stds = draw_contrast(rng, counts.shape[0])
+        mean, std = volume_statistics(means, stds, counts)
+        raw.append(np.abs(means[counts > 0] - mean).max() / std)
+    assert max(raw) > 2 * MAX_Z
+
+
+def test_a_contrast_without_foreground_contrast_is_widened_not_kept():
+    counts = np.array([1000, 10, 10])
+
+    class Flat:  # every draw: background 0, both brain classes at 0.5 with no noise
+        def uniform(self, lo, hi, size=None):  # means 0.5, spreads 0, background 0
+            return np.full(size, 0.5 if hi == 1.0 else 0.0) if size is not None else 0.0
+
+        def random(self):
+            return 1.0
+
+    means, stds, mean, std = draw_volume_contrast(Flat(), counts, tries=3)
+    assert np.abs(means[counts > 0] - mean).max() / std == pytest.approx(MAX_Z)
 
 
 def test_sampler_refuses_domain_randomisation_without_label_maps():

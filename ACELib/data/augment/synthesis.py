@@ -6,6 +6,8 @@ a random mean intensity and spread in every channel, blurs the result by a rando
 volume), and normalises it like :func:`ACELib.data.preprocessing.normalize_intensities` would the
 whole volume: z-score over the voxels above 10 % of the intensity range, with the statistics
 computed from the case's class counts (so a patch is normalised as its whole volume would be).
+Contrasts whose normalised classes would lie more than :data:`MAX_Z` deviations out (foreground
+classes almost equally bright) are redrawn: a real scan never looks like that.
 A network trained this way cannot rely on any one contrast.
 
 A milder use of the same map is :func:`class_gain_field`: the case's own image keeps its texture,
@@ -25,6 +27,13 @@ LESION_CLASSES = (4, 5, 6, 7)
 """Generator classes that are lesions (WMH, edema, tumour, necrosis): their random intensity is kept
 at least :data:`LESION_SEPARATION` away from white matter's (class 3), whose lesions they are."""
 LESION_SEPARATION = 0.12
+MAX_Z = 5.0
+"""Largest distance, in standard deviations of the foreground, that a class's mean may lie from the
+normalised volume's mean. Real z-scored scans stay within about 4; a draw whose foreground classes
+are almost equally bright would put the background hundreds or thousands of deviations away (a
+patch of values near 7600 was seen), which the network never meets in a real scan and which
+corrupts its batch-norm statistics. Such draws are redrawn (:func:`draw_volume_contrast`)."""
+CONTRAST_TRIES = 16
 _WM = 3
 
 
@@ -69,6 +78,29 @@ def volume_statistics(means: np.ndarray, stds: np.ndarray, counts: np.ndarray, f
     return mean, float(np.sqrt(max(var, 1e-8)))
 
 
+def draw_volume_contrast(rng: np.random.Generator, counts: np.ndarray, max_z: float = MAX_Z,
+                         tries: int = CONTRAST_TRIES) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """A contrast (:func:`draw_contrast`) whose normalised class means all lie within ``max_z`` of 0.
+
+    Draws up to ``tries`` contrasts and keeps the first that passes; if none does, the last one's
+    foreground deviation is widened until its farthest present class is ``max_z`` away.
+
+    Args:
+        counts: ``(K,)`` voxels of each generator class in the whole case.
+
+    Returns:
+        ``(means (K,), stds (K,), volume mean, volume std)``: normalise with ``(x - mean) / std``.
+    """
+    present = counts > 0
+    for _ in range(tries):
+        means, stds = draw_contrast(rng, counts.shape[0])
+        mean, std = volume_statistics(means, stds, counts)
+        spread = float(np.abs(means[present] - mean).max()) if present.any() else 0.0
+        if spread <= max_z * std:
+            return means, stds, mean, std
+    return means, stds, mean, max(std, spread / max_z)
+
+
 def synthesize_patch(labels: np.ndarray, counts: np.ndarray, channels: int, rng: np.random.Generator
                      ) -> np.ndarray:
     """A random-contrast, normalised image of a label patch.
@@ -87,10 +119,9 @@ def synthesize_patch(labels: np.ndarray, counts: np.ndarray, channels: int, rng:
     out = np.empty((channels, *labels.shape), dtype=np.float32)
     sigmas = []
     for c in range(channels):
-        means, stds = draw_contrast(rng, k)
+        means, stds, mean, std = draw_volume_contrast(rng, counts)
         noise = rng.standard_normal(labels.shape, dtype=np.float32)
         img = means[labels].astype(np.float32) + stds[labels].astype(np.float32) * noise
-        mean, std = volume_statistics(means, stds, counts)
         out[c] = (img - mean) / std
         sigmas.append(float(rng.uniform(0.3, 1.0)))
     return blur(torch.from_numpy(out), sigmas).numpy()
@@ -140,5 +171,5 @@ def class_gain_field(labels: np.ndarray, gains: np.ndarray, sigma: float = 1.0) 
     return blur(field, [sigma] * field.shape[0])
 
 
-__all__ = ["LESION_CLASSES", "class_gain_field", "draw_class_gains", "draw_contrast", "synthesize_patch",
-           "volume_statistics"]
+__all__ = ["LESION_CLASSES", "MAX_Z", "class_gain_field", "draw_class_gains", "draw_contrast",
+           "draw_volume_contrast", "synthesize_patch", "volume_statistics"]
