@@ -40,6 +40,8 @@ if UNSUPPORTED is None:
     from ACESegmentationLib.parameters import DEVICES, ACESegmentationParameterNode  # noqa: E402
     from ACESegmentationLib.selftest import runSelfTest  # noqa: E402
 
+    from ACELib.inference.model_schema import ANY_CONTRAST  # noqa: E402
+
 MAX_INPUTS = 4
 
 
@@ -269,7 +271,8 @@ class ACESegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             getattr(self.ui, f"inputLabel{i}").visible = visible
             getattr(self.ui, f"inputVolume{i}Selector").visible = visible
             if i <= len(modalities):
-                getattr(self.ui, f"inputLabel{i}").text = f"{modalities[i - 1]}:"
+                getattr(self.ui, f"inputLabel{i}").text = (_("Image (any contrast):") if modalities == [ANY_CONTRAST]
+                                                            else f"{modalities[i - 1]}:")
         names = ", ".join(e["name"] for e in info["labels"][1:]) if info else ""
         self.ui.modelInfoLabel.text = (_("Inputs: {inputs}. Labels: {labels}.").format(
             inputs=", ".join(modalities), labels=names) if info else _("Choose a model, or add a model file."))

@@ -87,6 +87,11 @@ def add_arguments(p) -> None:
                         "pass what the label-source passes give together (a lesion patch is also run with the "
                         "anatomy dataset's modalities alone, as the teacher); the model is then segmented in one pass "
                         f"(docs/hetero_modal.md; default {d.pass_distillation:g}: off)")
+    p.add_argument("--any-contrast", action="store_true",
+                   help="one network with one input of any contrast, trained on every image of every dataset "
+                        "(each patch shows one of its case's modalities, with the case's labels); add "
+                        "--domain-randomization so that contrasts no dataset has are learned too "
+                        "(docs/any_contrast.md)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
@@ -109,6 +114,8 @@ def config_from_args(args) -> TrainConfig:
         overrides["multi_unet"] = True
     if args.hetero_modal:
         overrides["hetero_modal"] = True
+    if args.any_contrast:
+        overrides["any_contrast"] = True
     base = profile_config(args.profile)
     if args.spacing:
         overrides["preprocessing"] = replace(base.preprocessing, spacing=tuple(args.spacing))

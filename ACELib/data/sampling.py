@@ -26,6 +26,10 @@ into the layout's channels (zeros where its dataset has no image) and the batch 
 The draw comes from a seed that the patch takes from the generator, like its augmentation seed, so
 :meth:`BalancedSampler.skip` stays exact.
 
+One-image training (``one_channel``): datasets may have different modalities, and every patch shows
+the network one of its case's images, each equally likely (the label map is the case's whatever the
+contrast), so a single-input model learns every contrast the datasets hold.
+
 :class:`SamplerStream` runs samplers in ``torch.utils.data.DataLoader`` worker processes, one
 generator per worker, seeded by :func:`stream_seed` from (seed, rank, worker).
 """
@@ -33,7 +37,7 @@ generator per worker, seeded by :func:`stream_seed` from (seed, rank, worker).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -113,12 +117,14 @@ class BalancedSampler:
         modality_dropout: probability in [0, 1) of modality dropout (see the module docstring);
             needs ``layout``.
         modality_subsets: one of :data:`MODALITY_SUBSETS`: how dropped modalities are drawn.
+        one_channel: every patch is one of its case's channels, drawn uniformly (``(1, ...)``
+            images; cases may differ in channel count); excludes ``layout``.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
                  batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None,
                  layout: Sequence[str] | None = None, modality_dropout: float = 0.0,
-                 modality_subsets: str = DEFAULT_SUBSET_RULE):
+                 modality_subsets: str = DEFAULT_SUBSET_RULE, one_channel: bool = False):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -133,6 +139,9 @@ class BalancedSampler:
         if modality_subsets not in MODALITY_SUBSETS:
             raise ValueError(f"modality_subsets must be one of {list(MODALITY_SUBSETS)}, got {modality_subsets!r}")
         self.modality_subsets = modality_subsets
+        self.one_channel = bool(one_channel)
+        if self.one_channel and self.layout is not None:
+            raise ValueError("one_channel (one image per patch) and layout (hetero-modal) exclude each other")
         self._channel_maps = self._check_layout()
         self._shared = self._shared_masks()
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -160,6 +169,8 @@ class BalancedSampler:
         if self.layout is None:
             if self.modality_dropout:
                 raise ValueError("modality_dropout needs a layout (hetero-modal training)")
+            if self.one_channel:
+                return None
             channels = {c.image.shape[0] for d in self.datasets for c in d.cases}
             if len(channels) != 1:
                 raise ValueError(f"all cases must have the same number of channels, got {sorted(channels)} "
@@ -230,10 +241,18 @@ class BalancedSampler:
         flat = int(voxels[int(self.rng.integers(voxels.size))])
         return k, case, tuple(int(i) for i in np.unravel_index(flat, case.target.shape))
 
+    def _pick_channel(self, case: LoadedCase) -> LoadedCase:
+        """(one_channel) The case with one of its channels, drawn from the generator; else the case."""
+        if not self.one_channel:
+            return case
+        j = int(self.rng.integers(case.image.shape[0]))
+        return replace(case, image=case.image[j:j + 1], pad_values=case.pad_values[j:j + 1])
+
     def sample(self) -> Batch:
         images, targets, ds_idx, presents = [], [], [], []
         for _ in range(self.batch_size):
             k, case, center = self.draw()
+            case = self._pick_channel(case)
             if self.augmenter is None:
                 img, tgt = extract_patch(case, center, self.patch_size)
             else:
@@ -265,7 +284,9 @@ class BalancedSampler:
     def skip(self, batches: int) -> None:
         """Advance the generator past ``batches`` batches without extracting their patches."""
         for _ in range(int(batches) * self.batch_size):
-            self.draw()
+            _, case, _ = self.draw()
+            if self.one_channel:
+                self.rng.integers(case.image.shape[0])
             if self.augmenter is not None:
                 self.rng.integers(2**63)
             if self._draws_dropout:
@@ -309,8 +330,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
     ``restart = 1 + origin`` and count their batches from there.
 
     Args:
-        datasets, patch_size, batch_size, augmentation, layout, modality_dropout, modality_subsets: as
-            for :class:`BalancedSampler`.
+        datasets, patch_size, batch_size, augmentation, layout, modality_dropout, modality_subsets,
+            one_channel: as for :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
         origin: None for streams that began with the run, else the step where they were restarted.
@@ -319,7 +340,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int], batch_size: int,
                  seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
                  augmentation: AugmentationConfig | None = None, layout: Sequence[str] | None = None,
-                 modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE):
+                 modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE,
+                 one_channel: bool = False):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
@@ -327,11 +349,12 @@ class SamplerStream(torch.utils.data.IterableDataset):
             raise ValueError(f"origin must be None or in [0, start_step={start_step}], got {origin}")
         # check the arguments up front
         BalancedSampler(datasets, patch_size, batch_size, seed=0, layout=layout, modality_dropout=modality_dropout,
-                        modality_subsets=modality_subsets)
+                        modality_subsets=modality_subsets, one_channel=one_channel)
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
         self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
         self.augmentation = augmentation
         self.layout, self.modality_dropout, self.modality_subsets = layout, modality_dropout, modality_subsets
+        self.one_channel = one_channel
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
@@ -345,7 +368,8 @@ class SamplerStream(torch.utils.data.IterableDataset):
         sampler = BalancedSampler(self.datasets, self.patch_size, self.batch_size,
                                   seed=stream_seed(self.seed, self.rank, 1 + role, tag),
                                   augmentation=self.augmentation, layout=self.layout,
-                                  modality_dropout=self.modality_dropout, modality_subsets=self.modality_subsets)
+                                  modality_dropout=self.modality_dropout, modality_subsets=self.modality_subsets,
+                                  one_channel=self.one_channel)
         sampler.skip(len(range(role, done, num_workers)))
         return sampler
 

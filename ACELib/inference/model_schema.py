@@ -24,6 +24,9 @@ ALL_MODALITIES = "all"
 """``modality_subsets`` of a model that needs every one of its modalities (not written to the file)."""
 ANY_SUBSET = "any"
 """``modality_subsets`` of a hetero-modal model that takes any non-empty subset of its modalities."""
+ANY_CONTRAST = "any"
+"""The one input of a model trained with ``--any-contrast``: an image of any contrast, whatever the
+input is called (``ace predict`` gives it the case's one image)."""
 
 
 def subset_rule_problems(rule, modalities) -> list[str]:

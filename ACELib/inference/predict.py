@@ -13,6 +13,7 @@ import numpy as np
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
 from ACELib.inference.model import SegmentationModel
 from ACELib.inference.model_file import ALL_MODALITIES
+from ACELib.inference.model_schema import ANY_CONTRAST
 from ACELib.io.dicom import choose_series, dicom_series, is_dicom_folder, read_inputs, read_volume
 from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
@@ -39,6 +40,26 @@ class CaseInput:
 
     def series_of(self, modality: str) -> str | None:
         return self.series[self.modalities.index(modality)] if self.series else None
+
+
+def takes_any_contrast(model: SegmentationModel) -> bool:
+    """Whether the model has one input of any contrast (trained with ``--any-contrast``)."""
+    return tuple(model.modalities) == (ANY_CONTRAST,)
+
+
+def as_model_input(case: CaseInput, model: SegmentationModel) -> CaseInput:
+    """The case as the model names its inputs: for an any-contrast model, its one image is the
+    model's input whatever it is called; other models take the case as it is.
+
+    Raises:
+        ValueError: an any-contrast model is given a case of more than one image (named).
+    """
+    if not takes_any_contrast(model) or case.modalities == (ANY_CONTRAST,):
+        return case
+    if len(case.image_paths) != 1:
+        raise ValueError(f"case {case.name!r}: the model takes one image of any contrast, the input has "
+                         f"{len(case.image_paths)} ({list(case.modalities)}); give one of them")
+    return CaseInput(case.name, case.image_paths, (ANY_CONTRAST,), case.series)
 
 
 def case_modalities(case: CaseInput, model: SegmentationModel) -> tuple[str, ...]:
@@ -96,6 +117,7 @@ def predict_case(model: SegmentationModel, case: CaseInput, output: str | os.Pat
     image_suffix(output)
     outputs = [output, *(probability_paths(output, model) if probabilities else ())]
     check_outputs(outputs, case.image_paths, overwrite=overwrite)
+    case = as_model_input(case, model)
     names = case_modalities(case, model)
     paths = select_channels(case, model)
     image, geom = read_inputs(paths, [case.series_of(m) for m in names])
@@ -245,6 +267,7 @@ def case_volumes(model: SegmentationModel, case: CaseInput, output: str | os.Pat
                  qc_png: str | os.PathLike | None = None) -> list[dict]:
     """Volume rows (:func:`ACELib.metrics.volumes.label_volumes`) of a written segmentation, and its QC
     picture (:func:`ACELib.inference.qc.write_qc_png`, over the model's first modality) when asked."""
+    case = as_model_input(case, model)
     labels, geom = read_image(output, dtype=np.int64)
     rows = label_volumes(labels, geom.spacing, model.labels, case=case.name)
     if qc_png is not None:

@@ -38,6 +38,11 @@ class TrainConfig:
             :data:`ACELib.data.sampling.SUBSET_RULES` (``"uniform"``: a dropped patch keeps a
             uniformly drawn non-empty subset; runs saved without this setting read as
             ``"independent"``, the earlier per-modality rule).
+        any_contrast: train a single-input model (its input named :data:`ACELib.inference.model_schema.ANY_CONTRAST`) on every
+            image of every dataset: each patch shows one of its case's modalities, drawn uniformly,
+            with the case's labels, so the model segments one image of any contrast the datasets
+            hold (with domain randomisation, of others too). Validation gives case ``i`` of a
+            dataset its modality ``i mod M``.
         pass_distillation: (hetero_modal) weight of pass distillation (:mod:`ACELib.training.distill`):
             patches whose modalities need more than one label-source pass are also run with each
             pass's modalities alone, and their one-pass output is pulled toward the passes combined,
@@ -70,6 +75,7 @@ class TrainConfig:
     modality_dropout: float = 0.5
     modality_subsets: str = DEFAULT_SUBSET_RULE
     pass_distillation: float = 0.0
+    any_contrast: bool = False
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
@@ -97,6 +103,9 @@ class TrainConfig:
         if self.hetero_modal and self.multi_unet:
             raise ValueError("hetero_modal and multi_unet exclude each other (a Multi-UNet member uses its "
                              "dataset's own modalities); choose one")
+        if self.any_contrast and (self.hetero_modal or self.multi_unet):
+            raise ValueError("any_contrast (--any-contrast: one input of any contrast) excludes hetero_modal and "
+                             "multi_unet (several inputs); choose one")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must be in [0, 1), got {self.modality_dropout}")
         if self.modality_subsets not in MODALITY_SUBSETS:

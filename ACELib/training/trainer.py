@@ -32,11 +32,11 @@ from ACELib.data.cache import build_cache
 from ACELib.data.check import check_task, data_error
 from ACELib.data.loading import LoadedDataset, load_datasets, split_validation
 from ACELib.device import autocast_dtype, resolve_device
-from ACELib.inference.model_file import MemberSpec, ModelMetadata, read_model_file, save_model
+from ACELib.inference.model_file import read_model_file, save_model
 from ACELib.io.atomic import atomic_write_text
-from ACELib.labels import IGNORE, IGNORE_INDEX, DatasetSpec, Task
+from ACELib.labels import Task
 from ACELib.losses import build_loss
-from ACELib.networks import HeteroUNet3D, UNet3D, UNetConfig
+from ACELib.networks import HeteroUNet3D, UNet3D
 from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
@@ -58,8 +58,16 @@ from ACELib.training.distributed import (
     sync_buffers,
     wrap_model,
 )
-from ACELib.training.hetero import accepted_subsets, dataset_channels, label_sources, union_modalities
+from ACELib.training.hetero import label_sources
 from ACELib.training.lock import RunLock
+from ACELib.training.members import (
+    MemberPlan,
+    build_net,
+    dataset_modalities,
+    local_tables,
+    model_metadata,
+    plan_members,
+)
 from ACELib.training.run_folder import TEXT_LOG, check_run_dir, prepare_run_dir, text_log
 from ACELib.training.schedule import learning_rate
 from ACELib.training.validation import validate
@@ -70,17 +78,6 @@ BEST_MEMBER_FILE = "model_best_member.safetensors"
 can still return the best weights (its checkpoint holds the latest ones). Same format as the model file."""
 
 
-@dataclass(frozen=True)
-class MemberPlan:
-    """What one network learns: from which datasets, with which inputs, outputs and loss."""
-
-    name: str
-    datasets: tuple[DatasetSpec, ...]
-    modalities: tuple[str, ...]
-    classes: tuple[int, ...]
-    loss: str
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -89,19 +86,6 @@ class TrainResult:
     status: str  # "finished" or "stopped"
     steps: dict[str, int]
     best_val_dice: dict[str, float]
-
-
-def plan_members(task: Task, config: TrainConfig) -> list[MemberPlan]:
-    """One joint network (hetero-modal: on the union of the datasets' modalities), or
-    (``multi_unet``) one network per training dataset trained with CE."""
-    if not config.multi_unet:
-        modalities = union_modalities(task) if config.hetero_modal else task.input_modalities
-        return [MemberPlan("joint", task.train_datasets, modalities, tuple(range(task.num_classes)), config.loss)]
-    plans = []
-    for ds in task.train_datasets:
-        classes = (0, *sorted(task.label_index(n) for n in ds.labels.values() if n != IGNORE))
-        plans.append(MemberPlan(ds.name, (ds,), ds.modalities, classes, "ce"))
-    return plans
 
 
 def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume: bool = False,
@@ -131,7 +115,7 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
                          "find_unused_parameters for the per-modality stems); start it without torchrun")
     plans = plan_members(task, config)
     run_on_main(ctx, check_run_dir, task, run_dir, config, resume)  # nothing is written before these checks
-    own = config.multi_unet or config.hetero_modal  # every dataset with its own modalities
+    own = config.multi_unet or config.hetero_modal or config.any_contrast  # every dataset with its own modalities
     problems = run_on_main(ctx, check_task, task, modalities=() if own else None, include_test=False, values=False)
     if problems:
         raise data_error(problems)
@@ -150,11 +134,11 @@ def train(task: Task, run_dir: str | os.PathLike, config: TrainConfig, *, resume
 def _load_member_data(task: Task, plan: MemberPlan, config: TrainConfig, ctx: DistContext) -> list[LoadedDataset]:
     """The datasets one member trains and validates on: the one pass that decodes (and checks) the voxels."""
     if config.cache_dir and ctx.distributed:  # the processes of each machine share the cache build
-        build_cache(task, config.preprocessing, _dataset_modalities(plan, config), config.cache_dir, plan.datasets,
+        build_cache(task, config.preprocessing, dataset_modalities(plan, config), config.cache_dir, plan.datasets,
                     shard=(ctx.local_rank, ctx.local_world_size))
         barrier(ctx)
     aug = config.augmentation
-    return load_datasets(task, config.preprocessing, _dataset_modalities(plan, config), plan.datasets,
+    return load_datasets(task, config.preprocessing, dataset_modalities(plan, config), plan.datasets,
                          seed=config.seed, cache_dir=config.cache_dir,
                          synth=aug.uses_label_maps)
 
@@ -179,7 +163,7 @@ def _train_members(task: Task, plans: list[MemberPlan], data: list[list[LoadedDa
         if stopped:
             status = "stopped"
             break
-    meta = _metadata(task, plans, config)
+    meta = model_metadata(task, plans, config)
     last_path = run_dir / "model_last.safetensors"
     model_path = run_dir / "model.safetensors"
     if status == "finished" and ctx.is_main:
@@ -188,53 +172,6 @@ def _train_members(task: Task, plans: list[MemberPlan], data: list[list[LoadedDa
         log.info("finished: model written to %s", model_path)
     barrier(ctx)
     return TrainResult(run_dir, model_path, last_path, status, steps, best)
-
-
-def _metadata(task: Task, plans: list[MemberPlan], config: TrainConfig) -> ModelMetadata:
-    members = tuple(MemberSpec(p.name, p.modalities, p.classes, _net_description(p, config)) for p in plans)
-    local = ("device", "num_threads", "preprocessing", "cache_dir", "num_workers")
-    training = {k: v for k, v in config.to_dict().items() if k not in local}
-    subsets = (accepted_subsets(task, plans[0].modalities, config.modality_dropout) if config.hetero_modal
-               else "all")
-    sources = label_sources(task, plans[0].modalities) if config.hetero_modal else ()
-    return ModelMetadata(labels=task.labels, members=members, preprocessing=config.preprocessing,
-                         patch_size=(config.patch_size,) * 3, task_name=task.name, training=training,
-                         modality_subsets=subsets, label_sources=sources,
-                         passes="one" if config.pass_distillation else "sources")
-
-
-def _net_config(plan: MemberPlan, config: TrainConfig) -> UNetConfig:
-    return UNetConfig(in_channels=len(plan.modalities), num_classes=len(plan.classes),
-                      base_channels=config.base_channels, depth=config.depth)
-
-
-def _net_description(plan: MemberPlan, config: TrainConfig) -> dict:
-    """The model file's network description of a member (``"kind": "hetero"`` for a hetero-modal one)."""
-    cfg = _net_config(plan, config).to_dict()
-    return {**cfg, "kind": "hetero"} if config.hetero_modal else cfg
-
-
-def _build_net(plan: MemberPlan, config: TrainConfig) -> torch.nn.Module:
-    cfg = _net_config(plan, config)
-    return HeteroUNet3D(cfg) if config.hetero_modal else UNet3D(cfg)
-
-
-def _dataset_modalities(plan: MemberPlan, config: TrainConfig):
-    """What each dataset loads: the member's modalities, or (hetero-modal) those of them it has."""
-    if config.hetero_modal:
-        return lambda ds: dataset_channels(ds, plan.modalities)
-    return lambda ds: plan.modalities
-
-
-def _local_tables(plan: MemberPlan, num_joint: int):
-    """Joint -> member class lookup, or None when the member predicts every joint label."""
-    if plan.classes == tuple(range(num_joint)):
-        return None
-    lut = torch.zeros(max(num_joint, IGNORE_INDEX + 1), dtype=torch.int64)
-    lut[IGNORE_INDEX] = IGNORE_INDEX  # ignore voxels stay ignored
-    for i, c in enumerate(plan.classes):
-        lut[c] = i
-    return lut
 
 
 @dataclass
@@ -253,6 +190,7 @@ class _MemberRun:
     val_sets: list[LoadedDataset]
     columns: dict[str, str]  # validate()'s "<dataset>/<class index>" -> log column
     distill: tuple = ()  # pass distillation: (label sources, {label name: class index}); () when off
+    one_channel: bool = False  # any_contrast: one of a case's images at a time
     step: int = 0
     best_score: float = -1.0
     best_step: int = 0
@@ -267,7 +205,7 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
              sum(len(d.cases) for d in val_sets))
     torch.manual_seed(config.seed)
     # channels-last: oneDNN runs 3D convolutions (and above all their backward) several times faster
-    net = _build_net(plan, config).to(device, memory_format=torch.channels_last_3d)
+    net = build_net(plan, config).to(device, memory_format=torch.channels_last_3d)
     amp_dtype = autocast_dtype(device) if config.amp else None
     columns = {f"{ds.spec.name}/{c}": f"{VAL_PREFIX}{ds.spec.name}/{task.labels[c].name}"
                for ds in val_sets if ds.cases for c in np.flatnonzero(ds.annotated) if c != 0}
@@ -280,10 +218,11 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
                             workers=config.num_workers, pin_memory=device.type == "cuda",
                             augmentation=config.augmentation,
                             **({"layout": plan.modalities, "modality_dropout": config.modality_dropout,
-                                "modality_subsets": config.modality_subsets} if config.hetero_modal else {})),
-        loss_fn=build_loss(plan.loss).to(device), lut=_local_tables(plan, task.num_classes),
+                                "modality_subsets": config.modality_subsets} if config.hetero_modal else
+                               {"one_channel": True} if config.any_contrast else {})),
+        loss_fn=build_loss(plan.loss).to(device), lut=local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
-        val_sets=val_sets, columns=columns, distill=distill)
+        val_sets=val_sets, columns=columns, distill=distill, one_channel=config.any_contrast)
 
 
 def _resume_member(run: _MemberRun, ckpt: Path, member_dir: Path, ctx: DistContext) -> None:
@@ -355,7 +294,7 @@ def _validate_and_select(run: _MemberRun, device: torch.device, ctx: DistContext
     if ctx.is_main:  # rank 0 validates; the others wait here
         layout = run.plan.modalities if isinstance(run.net, HeteroUNet3D) else None
         val, per_class = validate(run.net, run.val_sets, run.plan.classes, device, amp_dtype=run.amp_dtype,
-                                  layout=layout)
+                                  layout=layout, one_channel=run.one_channel)
         log.info("%s step %d validation score %.4f %s", run.plan.name, run.step, val,
                  {run.columns.get(k, k)[len(VAL_PREFIX):]: round(v, 3) for k, v in per_class.items()})
     val = broadcast_object(val, ctx)
@@ -437,7 +376,7 @@ def _clone(net: torch.nn.Module, state: dict | None = None) -> torch.nn.Module:
 
 
 def _save_member_model(path: Path, task: Task, plan: MemberPlan, config: TrainConfig, net: torch.nn.Module) -> None:
-    save_model(path, _metadata(task, [plan], config), [net])
+    save_model(path, model_metadata(task, [plan], config), [net])
 
 
 def _load_best(member_dir: Path) -> dict | None:

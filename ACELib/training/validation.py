@@ -48,7 +48,7 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, classes: Sequence[int]) ->
 @torch.no_grad()
 def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: Sequence[int],
              device: torch.device, window: int = 96, amp_dtype=None,
-             layout: Sequence[str] | None = None) -> tuple[float, dict[str, float]]:
+             layout: Sequence[str] | None = None, one_channel: bool = False) -> tuple[float, dict[str, float]]:
     """Validation Dice for model selection, and the mean Dice per (dataset, class).
 
     The selection score weighs every dataset and every class the same: the mean over datasets of
@@ -60,6 +60,8 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
         classes: joint index of each network output channel.
         layout: a hetero-modal network's modalities: each case is given the modalities its dataset
             has (the others zero, with the present mask); None: the cases' channels as they are.
+        one_channel: a one-image network: case ``i`` of a dataset is given its channel ``i mod C``, so
+            every modality of the dataset is validated.
 
     Returns:
         ``(selection_score, {"<dataset>/<class index>": mean})``; NaN when there is nothing to score.
@@ -76,8 +78,9 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
 
     try:
         for ds in datasets:
-            for case in ds.cases:
-                x, present = torch.from_numpy(case.image).to(device), None
+            for i, case in enumerate(ds.cases):
+                image = case.image[i % case.image.shape[0]][None] if one_channel else case.image
+                x, present = torch.from_numpy(np.ascontiguousarray(image)).to(device), None
                 if layout is not None:
                     x, present = in_layout(x, ds.modalities, layout)
                 logits = sliding_window_logits(lambda b, p=present: run(b, p), x, len(classes), (window,) * 3,

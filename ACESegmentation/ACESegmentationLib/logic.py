@@ -25,6 +25,7 @@ import numpy as np
 import slicer
 
 from ACELib.data.contract import Case, list_cases, read_dataset_info
+from ACELib.inference.model_schema import ANY_CONTRAST
 from ACELib.io.image import Geometry
 from ACELib.labels import JointLabel
 from ACELib.progress import Progress
@@ -145,9 +146,13 @@ class ACESegmentationLogic(_LogicBase):
     def matchVolumes(modalities: Sequence[str], volumeNodes: Sequence) -> dict[str, object]:
         """Guess which volume is which modality from the volume names (``t1``, ``flair``...).
 
+        A model of one input of any contrast (``ANY_CONTRAST``) takes the first volume.
+
         Returns:
             modality -> volume node or None; a volume is used at most once, in name-match order.
         """
+        if tuple(modalities) == (ANY_CONTRAST,):
+            return {ANY_CONTRAST: volumeNodes[0] if len(volumeNodes) else None}
         chosen: dict[str, object] = {}
         used: set[int] = set()
         for modality in modalities:

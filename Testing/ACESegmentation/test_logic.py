@@ -159,6 +159,12 @@ def test_match_volumes_by_name(slicerContext, names, expected):
     assert {m: (n.GetName() if n is not None else None) for m, n in got.items()} == expected
 
 
+def test_an_any_contrast_model_takes_the_first_volume(slicerContext):
+    nodes = [slicerContext.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", n) for n in ("t2_axial", "t1")]
+    assert ACESegmentationLogic.matchVolumes(["any"], nodes) == {"any": nodes[0]}
+    assert ACESegmentationLogic.matchVolumes(["any"], []) == {"any": None}
+
+
 @pytest.mark.parametrize("mode", ["all", "tissue", "lesion"])
 def test_export_import_roundtrip_is_bit_exact(slicerContext, logic, tmp_path, mode):
     volumes = _volumes(slicerContext)

@@ -1,0 +1,135 @@
+"""Any-contrast training: one input, every patch one of its case's images; the model takes one image of any name."""
+
+import numpy as np
+import pytest
+import torch
+from factory import make_tiny_task
+
+from ACELib.data.augment import AugmentationConfig
+from ACELib.data.loading import load_datasets
+from ACELib.data.preprocessing import Preprocessing
+from ACELib.data.sampling import BalancedSampler, extract_patch
+from ACELib.inference import load_model, read_model_file
+from ACELib.inference.predict import CaseInput, predict_case
+from ACELib.io.image import read_image
+from ACELib.labels import load_task
+from ACELib.training import TrainConfig, train
+
+CFG = TrainConfig(loss="ace", iterations=4, batch_size=3, patch_size=8, base_channels=2, depth=2,
+                  validation_interval=2, checkpoint_interval=2, device="cpu", any_contrast=True)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    return load_task(make_tiny_task(tmp_path_factory.mktemp("ac"), n_anatomy=2, n_lesion=3, n_test=0,
+                                    shape=(12, 12, 12), anatomy_modalities=("T1",)))
+
+
+@pytest.fixture(scope="module")
+def datasets(task):
+    return load_datasets(task, Preprocessing(), lambda ds: ds.modalities)
+
+
+@pytest.fixture(scope="module")
+def trained(task, tmp_path_factory):
+    return train(task, tmp_path_factory.mktemp("run") / "run", CFG)
+
+
+def test_each_patch_is_one_of_its_cases_images_and_every_one_is_drawn(datasets):
+    sampler = BalancedSampler(datasets, 8, 4, seed=1, one_channel=True)
+    seen = {0: set(), 1: set()}
+    for _ in range(40):
+        state = sampler.get_state()
+        batch = sampler.sample()
+        assert batch.image.shape == (4, 1, 8, 8, 8)
+        after = sampler.get_state()
+        sampler.set_state(state)  # replay the batch's draws: case and centre, then the channel
+        for b in range(4):
+            k, case, center = sampler.draw()
+            j = int(sampler.rng.integers(case.image.shape[0]))
+            full, target = extract_patch(case, center, (8, 8, 8))
+            assert np.array_equal(batch.image[b, 0].numpy(), full[j])
+            assert np.array_equal(batch.target[b].numpy(), target)
+            seen[k].add(j)
+        assert sampler.get_state() == after
+    assert seen == {0: {0}, 1: {0, 1}}  # the anatomy dataset's T1; both of the lesion dataset's images
+
+
+def test_skip_lands_where_sampling_would_with_augmentation(datasets):
+    aug = AugmentationConfig()
+    a = BalancedSampler(datasets, 8, 3, seed=5, augmentation=aug, one_channel=True)
+    b = BalancedSampler(datasets, 8, 3, seed=5, augmentation=aug, one_channel=True)
+    for _ in range(3):
+        a.sample()
+    b.skip(3)
+    x, y = a.sample(), b.sample()
+    assert torch.equal(x.image, y.image) and torch.equal(x.target, y.target)
+
+
+def test_one_channel_and_a_layout_exclude_each_other(datasets):
+    with pytest.raises(ValueError, match="exclude each other"):
+        BalancedSampler(datasets, 8, 3, layout=("T1", "FLAIR"), one_channel=True)
+
+
+@pytest.mark.parametrize("kw", [{"hetero_modal": True}, {"multi_unet": True}])
+def test_any_contrast_excludes_the_several_input_networks(kw):
+    with pytest.raises(ValueError, match="any_contrast"):
+        CFG.with_changes(**kw)
+
+
+def test_the_model_has_one_input_and_both_datasets_are_validated(trained):
+    meta, nets = read_model_file(trained.model_path)
+    assert meta.modalities == ("any",) and meta.modality_subsets == "all"
+    assert meta.training["any_contrast"] is True
+    assert next(nets[0].parameters()).shape[1] == 1
+    log = (trained.run_dir / "log.csv").read_text()
+    assert "val:anatomy/CSF" in log and "val:lesion/WMH" in log
+
+
+def test_stop_and_resume_is_bit_identical(task, tmp_path):
+    full = train(task, tmp_path / "full", CFG)
+    calls = {"n": 0}
+
+    def stop_after_three():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    assert train(task, tmp_path / "part", CFG, should_stop=stop_after_three).status == "stopped"
+    resumed = train(task, tmp_path / "part", CFG, resume=True)
+    a = read_model_file(full.last_model_path)[1][0].state_dict()
+    b = read_model_file(resumed.last_model_path)[1][0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _lesion_files(task):
+    folder = task.dataset_path(task.dataset("lesion")) / "imagesTr"
+    return sorted(folder.glob("lesion_000_*.nii.gz"))  # _0000 (T1), _0001 (FLAIR)
+
+
+def test_predict_takes_one_image_of_any_name(trained, task, tmp_path):
+    model = load_model(trained.model_path, device="cpu")
+    t1, flair = _lesion_files(task)
+    a = predict_case(model, CaseInput("c", (flair,), ("FLAIR",)), tmp_path / "a.nii.gz")
+    b = predict_case(model, CaseInput("c", (flair,), ("any",)), tmp_path / "b.nii.gz")
+    labels_a, geom = read_image(a)
+    assert np.array_equal(labels_a, read_image(b)[0])
+    image, _ = read_image(flair)
+    assert np.array_equal(labels_a, model.predict(image[None], geometry=geom).labels)
+
+
+def test_predict_refuses_several_images_naming_them(trained, task, tmp_path):
+    model = load_model(trained.model_path, device="cpu")
+    case = CaseInput("two", tuple(_lesion_files(task)), ("T1", "FLAIR"))
+    with pytest.raises(ValueError, match=r"'two'.*one image of any contrast.*2 \(\['T1', 'FLAIR'\]\)"):
+        predict_case(model, case, tmp_path / "x.nii.gz")
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_ace_predict_accepts_a_named_single_image(trained, task, tmp_path, capsys):
+    from ACELib.cli.main import main
+
+    _, flair = _lesion_files(task)
+    out = tmp_path / "seg.nii.gz"
+    assert main(["predict", "--model", str(trained.model_path), "--images", str(flair), "--modalities", "FLAIR",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert out.exists()
