@@ -92,6 +92,10 @@ def add_arguments(p) -> None:
                         "(each patch shows one of its case's modalities, with the case's labels); add "
                         "--domain-randomization so that contrasts no dataset has are learned too "
                         "(docs/any_contrast.md)")
+    p.add_argument("--contrast-distillation", type=float, metavar="W",
+                   help="with --any-contrast: weight of contrast distillation, which teaches the tissue the lesion "
+                        "datasets do not annotate in their other images from the same patch's T1 (the modality every "
+                        f"dataset has), as the teacher (docs/any_contrast.md; default {d.contrast_distillation:g}: off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
 
 
@@ -102,6 +106,7 @@ _OPTIONS = {  # argparse destination -> TrainConfig field
     "checkpoint_interval": "checkpoint_interval", "seed": "seed", "device": "device", "threads": "num_threads",
     "cache": "cache_dir", "workers": "num_workers", "modality_dropout": "modality_dropout",
     "modality_subsets": "modality_subsets", "pass_distillation": "pass_distillation",
+    "contrast_distillation": "contrast_distillation",
 }
 
 

@@ -70,6 +70,10 @@ class Batch:
         dataset: ``(B,)`` int64, index of each sample's dataset.
         present: ``(B, M)`` bool, the modalities each sample has (hetero-modal layout), or None
             (every sample has every channel).
+        view: ``(V, 1, P, P, P)`` float32, one-image training with contrast views: the teacher
+            image (the modality every dataset has) of the samples ``view_sample`` that show another
+            of their case's images, augmented with them; None without views.
+        view_sample: ``(V,)`` int64, the sample each view belongs to.
     """
 
     image: torch.Tensor
@@ -78,10 +82,13 @@ class Batch:
     candidates: torch.Tensor
     dataset: torch.Tensor
     present: torch.Tensor | None = None
+    view: torch.Tensor | None = None
+    view_sample: torch.Tensor | None = None
 
     def _map(self, fn) -> Batch:
-        return Batch(*(fn(t) for t in (self.image, self.target, self.annotated, self.candidates, self.dataset)),
-                     present=None if self.present is None else fn(self.present))
+        return Batch(*(None if t is None else fn(t) for t in (
+            self.image, self.target, self.annotated, self.candidates, self.dataset, self.present, self.view,
+            self.view_sample)))
 
     def to(self, device) -> Batch:
         return self._map(lambda t: t.to(device, non_blocking=True))
@@ -119,12 +126,16 @@ class BalancedSampler:
         modality_subsets: one of :data:`MODALITY_SUBSETS`: how dropped modalities are drawn.
         one_channel: every patch is one of its case's channels, drawn uniformly (``(1, ...)``
             images; cases may differ in channel count); excludes ``layout``.
+        contrast_views: (one_channel) a patch that shows another image than its case's teacher
+            modality (the first modality every dataset has, when its dataset has others too) is
+            augmented together with that teacher image, which the batch carries as its view.
     """
 
     def __init__(self, datasets: Sequence[LoadedDataset], patch_size: int | Sequence[int] = 32,
                  batch_size: int = 7, seed: int = 0, augmentation: AugmentationConfig | None = None,
                  layout: Sequence[str] | None = None, modality_dropout: float = 0.0,
-                 modality_subsets: str = DEFAULT_SUBSET_RULE, one_channel: bool = False):
+                 modality_subsets: str = DEFAULT_SUBSET_RULE, one_channel: bool = False,
+                 contrast_views: bool = False):
         self.datasets = [d for d in datasets if d.cases]
         if not self.datasets:
             raise ValueError("BalancedSampler: no dataset has a training case")
@@ -142,6 +153,9 @@ class BalancedSampler:
         self.one_channel = bool(one_channel)
         if self.one_channel and self.layout is not None:
             raise ValueError("one_channel (one image per patch) and layout (hetero-modal) exclude each other")
+        if contrast_views and not self.one_channel:
+            raise ValueError("contrast_views needs one_channel (one image per patch)")
+        self._teacher = self._teacher_channels() if contrast_views else [None] * len(self.datasets)
         self._channel_maps = self._check_layout()
         self._shared = self._shared_masks()
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -241,18 +255,28 @@ class BalancedSampler:
         flat = int(voxels[int(self.rng.integers(voxels.size))])
         return k, case, tuple(int(i) for i in np.unravel_index(flat, case.target.shape))
 
-    def _pick_channel(self, case: LoadedCase) -> LoadedCase:
-        """(one_channel) The case with one of its channels, drawn from the generator; else the case."""
+    def _teacher_channels(self) -> list[int | None]:
+        """Per dataset, the channel of its teacher modality (the first that every dataset has), or None
+        when it has no other modality (its patches need no view) or no modality is common."""
+        common = [m for m in self.datasets[0].modalities if all(m in d.modalities for d in self.datasets)]
+        return [d.modalities.index(common[0]) if common and len(d.modalities) > 1 else None
+                for d in self.datasets]
+
+    def _pick_channel(self, k: int, case: LoadedCase) -> tuple[LoadedCase, bool]:
+        """(one_channel) The case with one of its channels, drawn from the generator, followed by its
+        teacher channel when that is another (then True); else the case as it is."""
         if not self.one_channel:
-            return case
+            return case, False
         j = int(self.rng.integers(case.image.shape[0]))
-        return replace(case, image=case.image[j:j + 1], pad_values=case.pad_values[j:j + 1])
+        t = self._teacher[k]
+        chans = slice(j, j + 1) if t is None or t == j else [j, t]  # a slice: no copy of the volume
+        return replace(case, image=case.image[chans], pad_values=case.pad_values[chans]), isinstance(chans, list)
 
     def sample(self) -> Batch:
-        images, targets, ds_idx, presents = [], [], [], []
-        for _ in range(self.batch_size):
+        images, targets, ds_idx, presents, views, view_sample = [], [], [], [], [], []
+        for b in range(self.batch_size):
             k, case, center = self.draw()
-            case = self._pick_channel(case)
+            case, has_view = self._pick_channel(k, case)
             if self.augmenter is None:
                 img, tgt = extract_patch(case, center, self.patch_size)
             else:
@@ -263,6 +287,10 @@ class BalancedSampler:
                 drop = np.random.default_rng(int(self.rng.integers(2**63))) if self._draws_dropout else None
                 img, present = self._place(k, img, drop)
                 presents.append(present)
+            if has_view:
+                img, view = img[:1], img[1:]
+                views.append(view)
+                view_sample.append(b)
             images.append(img)
             targets.append(tgt)
             ds_idx.append(k)
@@ -275,6 +303,8 @@ class BalancedSampler:
             torch.from_numpy(cand),
             torch.tensor(ds_idx, dtype=torch.int64),
             present=torch.from_numpy(np.stack(presents)) if presents else None,
+            view=torch.from_numpy(np.stack(views)) if views else None,
+            view_sample=torch.tensor(view_sample, dtype=torch.int64) if views else None,
         )
 
     def __iter__(self):
@@ -331,7 +361,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
 
     Args:
         datasets, patch_size, batch_size, augmentation, layout, modality_dropout, modality_subsets,
-            one_channel: as for :class:`BalancedSampler`.
+            one_channel, contrast_views: as for :class:`BalancedSampler`.
         seed, rank: see :func:`stream_seed`.
         start_step: batches already consumed by the run.
         origin: None for streams that began with the run, else the step where they were restarted.
@@ -341,7 +371,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
                  seed: int = 0, rank: int = 0, start_step: int = 0, origin: int | None = None,
                  augmentation: AugmentationConfig | None = None, layout: Sequence[str] | None = None,
                  modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE,
-                 one_channel: bool = False):
+                 one_channel: bool = False, contrast_views: bool = False):
         super().__init__()
         if start_step < 0:
             raise ValueError(f"start_step must be >= 0, got {start_step}")
@@ -349,12 +379,12 @@ class SamplerStream(torch.utils.data.IterableDataset):
             raise ValueError(f"origin must be None or in [0, start_step={start_step}], got {origin}")
         # check the arguments up front
         BalancedSampler(datasets, patch_size, batch_size, seed=0, layout=layout, modality_dropout=modality_dropout,
-                        modality_subsets=modality_subsets, one_channel=one_channel)
+                        modality_subsets=modality_subsets, one_channel=one_channel, contrast_views=contrast_views)
         self.datasets, self.patch_size, self.batch_size = list(datasets), patch_size, batch_size
         self.seed, self.rank, self.start_step, self.origin = seed, rank, start_step, origin
         self.augmentation = augmentation
         self.layout, self.modality_dropout, self.modality_subsets = layout, modality_dropout, modality_subsets
-        self.one_channel = one_channel
+        self.one_channel, self.contrast_views = one_channel, contrast_views
 
     def worker_sampler(self, worker: int, num_workers: int) -> BalancedSampler:
         """The sampler of loader worker ``worker`` of ``num_workers``, positioned at ``start_step``.
@@ -369,7 +399,7 @@ class SamplerStream(torch.utils.data.IterableDataset):
                                   seed=stream_seed(self.seed, self.rank, 1 + role, tag),
                                   augmentation=self.augmentation, layout=self.layout,
                                   modality_dropout=self.modality_dropout, modality_subsets=self.modality_subsets,
-                                  one_channel=self.one_channel)
+                                  one_channel=self.one_channel, contrast_views=self.contrast_views)
         sampler.skip(len(range(role, done, num_workers)))
         return sampler
 

@@ -43,6 +43,11 @@ class TrainConfig:
             with the case's labels, so the model segments one image of any contrast the datasets
             hold (with domain randomisation, of others too). Validation gives case ``i`` of a
             dataset its modality ``i mod M``.
+        contrast_distillation: (any_contrast) weight of contrast distillation
+            (:func:`ACELib.training.distill.contrast_distillation_loss`): a patch showing another
+            image than the teacher modality (the first every dataset has, e.g. T1) also runs that
+            image of the same patch, and the split of what its dataset does not annotate (the
+            tissue, for a lesion dataset) is pulled toward the teacher's; 0: off.
         pass_distillation: (hetero_modal) weight of pass distillation (:mod:`ACELib.training.distill`):
             patches whose modalities need more than one label-source pass are also run with each
             pass's modalities alone, and their one-pass output is pulled toward the passes combined,
@@ -76,6 +81,7 @@ class TrainConfig:
     modality_subsets: str = DEFAULT_SUBSET_RULE
     pass_distillation: float = 0.0
     any_contrast: bool = False
+    contrast_distillation: float = 0.0
     num_threads: int | None = None
     cache_dir: str | None = None
     num_workers: int = 0
@@ -115,6 +121,11 @@ class TrainConfig:
         if self.pass_distillation and not self.hetero_modal:
             raise ValueError(f"pass_distillation ({self.pass_distillation:g}) needs hetero_modal (--hetero-modal): "
                              "only a hetero-modal model has passes to distil")
+        if not math.isfinite(self.contrast_distillation) or self.contrast_distillation < 0:
+            raise ValueError(f"contrast_distillation must be a finite number >= 0, got {self.contrast_distillation}")
+        if self.contrast_distillation and not self.any_contrast:
+            raise ValueError(f"contrast_distillation ({self.contrast_distillation:g}) needs any_contrast "
+                             "(--any-contrast): only a one-image model has contrasts to distil")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {list(SCHEDULES)}, got {self.lr_schedule!r}")
         if int(self.warmup_steps) < 0 or int(self.warmup_steps) >= int(self.iterations):

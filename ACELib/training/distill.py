@@ -125,4 +125,41 @@ def distillation_loss(logits: torch.Tensor, view_logits: torch.Tensor, views: Pa
     return kl.sum(1).mean()
 
 
-__all__ = ["PassViews", "distillation_loss", "pass_views", "with_views"]
+def contrast_distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, annotated: torch.Tensor
+                               ) -> torch.Tensor:
+    """Contrast distillation (``TrainConfig.contrast_distillation``): ``KL(q || p)`` averaged over voxels.
+
+    A one-image model (``any_contrast``) is shown a lesion case's T2, say, with the case's lesion
+    labels only: nothing tells it which tissue the rest is in a T2. The same patch's teacher image
+    (T1, which the anatomy dataset taught tissue on) runs in the same forward pass, and the target
+    ``q`` keeps the model's own probabilities of the labels the sample's dataset annotates (so their
+    logits get no gradient: the loss teaches them) and splits the rest of the probability as the
+    teacher view does (ACE's reading of a dataset's background: any label it does not annotate).
+
+    Args:
+        logits: ``(V, K, D, H, W)`` outputs of the samples that have views.
+        teacher_logits: ``(V, K, D, H, W)`` outputs of their views (detached here).
+        annotated: ``(V, K)`` bool, the labels each sample's dataset annotates (background ignored).
+
+    Returns:
+        a scalar (0 with gradient when there is no view).
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    if teacher_logits.shape != logits.shape or annotated.shape != logits.shape[:2]:
+        raise ValueError(f"teacher_logits {tuple(teacher_logits.shape)} must match logits {tuple(logits.shape)} and "
+                         f"annotated {tuple(annotated.shape)} be {tuple(logits.shape[:2])}")
+    log_p = F.log_softmax(logits.float(), dim=1)
+    with torch.no_grad():
+        own = annotated.bool().clone()
+        own[:, 0] = False
+        own = own[:, :, None, None, None]
+        p, t = log_p.detach().exp(), torch.softmax(teacher_logits.float(), dim=1)
+        rest = (p * ~own).sum(1, keepdim=True)
+        t_rest = torch.where(own, 0.0, t)
+        q = torch.where(own, p, rest * t_rest / t_rest.sum(1, keepdim=True).clamp_min(1e-12))
+    kl = torch.xlogy(q, q) - q * log_p
+    return kl.sum(1).mean()
+
+
+__all__ = ["PassViews", "contrast_distillation_loss", "distillation_loss", "pass_views", "with_views"]

@@ -262,14 +262,15 @@ class RankBatches:
     def __init__(self, datasets, patch_size: int, batch_size: int, seed: int, ctx: DistContext,
                  workers: int = 0, pin_memory: bool = False, augmentation=None, layout=None,
                  modality_dropout: float = 0.0, modality_subsets: str = DEFAULT_SUBSET_RULE,
-                 one_channel: bool = False):
+                 one_channel: bool = False, contrast_views: bool = False):
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         self.datasets, self.patch_size, self.batch_size, self.seed = datasets, patch_size, batch_size, seed
         self.ctx, self.workers, self.pin_memory = ctx, workers, pin_memory
         self.augmentation = augmentation
         self.sampler_options = {"layout": layout, "modality_dropout": modality_dropout,  # hetero-modal training
-                                "modality_subsets": modality_subsets, "one_channel": one_channel}
+                                "modality_subsets": modality_subsets, "one_channel": one_channel,
+                                "contrast_views": contrast_views}
         self.legacy = not ctx.distributed and workers == 0
         self.sampler: BalancedSampler | None = None
         self._iter = None

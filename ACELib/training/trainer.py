@@ -41,7 +41,13 @@ from ACELib.progress import Progress
 from ACELib.training.checkpoint import load_checkpoint, save_checkpoint
 from ACELib.training.config import TrainConfig
 from ACELib.training.curves import VAL_PREFIX, TrainingLog, plot_curves
-from ACELib.training.distill import PassViews, distillation_loss, pass_views, with_views
+from ACELib.training.distill import (
+    PassViews,
+    contrast_distillation_loss,
+    distillation_loss,
+    pass_views,
+    with_views,
+)
 from ACELib.training.distributed import (
     DistContext,
     RankBatches,
@@ -219,7 +225,8 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
                             augmentation=config.augmentation,
                             **({"layout": plan.modalities, "modality_dropout": config.modality_dropout,
                                 "modality_subsets": config.modality_subsets} if config.hetero_modal else
-                               {"one_channel": True} if config.any_contrast else {})),
+                               {"one_channel": True, "contrast_views": config.contrast_distillation > 0}
+                               if config.any_contrast else {})),
         loss_fn=build_loss(plan.loss).to(device), lut=local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         val_sets=val_sets, columns=columns, distill=distill, one_channel=config.any_contrast)
@@ -257,6 +264,8 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
     if run.distill and present is not None:  # pass distillation: each patch's further passes join the batch
         views = pass_views(present, run.plan.modalities, run.distill[0])
         image, present = with_views(image, present, views)
+    if batch.view is not None:  # contrast distillation: the teacher images join the batch
+        image = torch.cat([image, batch.view])
     run.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         image = image.contiguous(memory_format=torch.channels_last_3d)
@@ -265,6 +274,9 @@ def _train_step(run: _MemberRun, config: TrainConfig, device: torch.device, ctx:
     loss = run.loss_fn(logits[:b].float(), target, annotated, candidates)
     if views is not None:
         loss = loss + config.pass_distillation * _distillation(run, logits, views)
+    if batch.view is not None:
+        idx = batch.view_sample
+        loss = loss + config.contrast_distillation * contrast_distillation_loss(logits[idx], logits[b:], annotated[idx])
     loss_value = mean_over_ranks(loss.detach(), ctx)  # every rank sees the same value
     if not torch.isfinite(loss_value):
         raise FloatingPointError(

@@ -133,3 +133,75 @@ def test_ace_predict_accepts_a_named_single_image(trained, task, tmp_path, capsy
     assert main(["predict", "--model", str(trained.model_path), "--images", str(flair), "--modalities", "FLAIR",
                  "--out", str(out), "--device", "cpu"]) == 0
     assert out.exists()
+
+
+def test_contrast_views_are_the_teacher_image_of_the_same_patch(datasets):
+    sampler = BalancedSampler(datasets, 8, 6, seed=2, one_channel=True, contrast_views=True)
+    views = 0
+    for _ in range(10):
+        state = sampler.get_state()
+        batch = sampler.sample()
+        after = sampler.get_state()
+        sampler.set_state(state)
+        for b in range(6):
+            k, case, center = sampler.draw()
+            j = int(sampler.rng.integers(case.image.shape[0]))
+            full, _ = extract_patch(case, center, (8, 8, 8))
+            assert np.array_equal(batch.image[b, 0].numpy(), full[j])
+            has = batch.view_sample is not None and b in batch.view_sample.tolist()
+            assert has == (k == 1 and j == 1)  # a lesion patch showing FLAIR; T1 (channel 0) is the teacher
+            if has:
+                v = batch.view_sample.tolist().index(b)
+                assert np.array_equal(batch.view[v, 0].numpy(), full[0])
+                views += 1
+        assert sampler.get_state() == after  # views draw nothing: the stream is the one without them
+    assert views > 0
+
+
+def test_contrast_views_need_one_image_patches(datasets):
+    with pytest.raises(ValueError, match="contrast_views needs one_channel"):
+        BalancedSampler(datasets, 8, 3, contrast_views=True)
+    with pytest.raises(ValueError, match="needs any_contrast"):
+        TrainConfig(contrast_distillation=0.5)
+
+
+def test_contrast_distillation_teaches_only_what_the_dataset_does_not_annotate():
+    from ACELib.training.distill import contrast_distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 3, 3, 3, generator=g, requires_grad=True)
+    teacher = torch.randn(2, 4, 3, 3, 3, generator=g)
+    annotated = torch.tensor([[True, False, False, True], [True, False, True, True]])
+    loss = contrast_distillation_loss(logits, teacher, annotated)
+    loss.backward()
+    own = annotated.clone()
+    own[:, 0] = False
+    # the dataset's own labels get no gradient: their target is the output itself
+    assert torch.allclose(logits.grad[own[:, :, None, None, None].expand_as(logits)], torch.tensor(0.0), atol=1e-7)
+    assert logits.grad.abs().sum() > 0 and loss > 0
+    # a student whose split of the rest already equals the teacher's is not pulled
+    p, t = torch.softmax(logits.detach(), 1), torch.softmax(teacher, 1)
+    rest = own.logical_not()[:, :, None, None, None]
+    matched = torch.where(rest, t / (t * rest).sum(1, keepdim=True) * (p * rest).sum(1, keepdim=True), p)
+    assert contrast_distillation_loss(matched.log(), teacher, annotated).abs() < 1e-5
+    assert contrast_distillation_loss(logits[:0], teacher[:0], annotated[:0]) == 0
+
+
+def test_training_with_contrast_distillation_records_it_and_resumes_exactly(task, tmp_path):
+    cfg = CFG.with_changes(contrast_distillation=1.0)
+    full = train(task, tmp_path / "full", cfg)
+    meta, _ = read_model_file(full.model_path)
+    assert meta.training["contrast_distillation"] == 1.0
+    calls = {"n": 0}
+
+    def stop_after_three():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    assert train(task, tmp_path / "part", cfg, should_stop=stop_after_three).status == "stopped"
+    resumed = train(task, tmp_path / "part", cfg, resume=True)
+    a = read_model_file(full.last_model_path)[1][0].state_dict()
+    b = read_model_file(resumed.last_model_path)[1][0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = read_model_file(train(task, tmp_path / "plain", CFG).last_model_path)[1][0].state_dict()
+    assert not all(torch.equal(a[k], plain[k]) for k in a)  # the term changes the training
