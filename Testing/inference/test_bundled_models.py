@@ -33,7 +33,7 @@ def test_bundled_model_loads_and_segments_a_phantom(entry):
     model = load_model(path, device="cpu", expected_sha256=entry["sha256"])
     assert list(model.modalities) == entry["modalities"]
     subject = scenario_subject(entry["scenario"], "test", 0, spacing=6.0, seed=11)
-    image = subject.stack(model.modalities)
+    image = subject.stack(("T1",) if entry["modalities"] == ["any"] else model.modalities)  # one image: a T1
     pred = model.predict(image, subject.geometry.spacing).labels
     assert pred.shape == subject.joint.shape
     names = [lab.name for lab in model.labels]
@@ -134,6 +134,20 @@ def test_ace_models_says_which_modalities_a_model_needs(tmp_path, rule, says):
     line = describe(m)[1]
     assert line.startswith("  modalities  T1, FLAIR")
     assert (says in line) if says else line == "  modalities  T1, FLAIR"
+
+
+def test_ace_models_shows_an_any_contrast_models_dice_per_contrast(tmp_path):
+    from ACELib.cli.cmd_models import describe
+
+    (tmp_path / "m.safetensors").write_bytes(b"weights")
+    per = {"test": {"T1": {"GM": 0.8}, "T2": {"GM": 0.7}}, "shifted": {"T2": {"GM": 0.6}}}
+    entry = {"name": "M", "file": "m.safetensors", "sha256": sha256_of(tmp_path / "m.safetensors"),
+             "modalities": ["any"], "contrast_test_dice": per}
+    (tmp_path / "catalogue.json").write_text(json.dumps({"models": [entry]}))
+    lines = describe(read_catalogue(tmp_path)[0])
+    assert "one image of any contrast" in lines[1]
+    assert "  Dice        T2 image alone: GM 0.700 (joint test set)" in lines
+    assert "  Dice        T2 image alone: GM 0.600 (shifted-scanner test set)" in lines
 
 
 def test_the_any_contrast_tumour_model_takes_one_named_modality():
