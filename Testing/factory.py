@@ -134,3 +134,20 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def stop_and_resume(task, run_dir, config, stop_after: int = 3):
+    """Train ``config`` in ``run_dir``, stopped after ``stop_after`` steps, then resumed to the end;
+    returns the resumed run's last weights (a state dict)."""
+    from ACELib.inference import read_model_file
+    from ACELib.training import train
+
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > stop_after
+
+    assert train(task, run_dir, config, should_stop=stop).status == "stopped"
+    resumed = train(task, run_dir, config, resume=True)
+    return read_model_file(resumed.last_model_path)[1][0].state_dict()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from factory import make_tiny_task
+from factory import make_tiny_task, stop_and_resume
 
 from ACELib.data.augment import AugmentationConfig
 from ACELib.data.loading import load_datasets
@@ -88,16 +88,8 @@ def test_the_model_has_one_input_and_both_datasets_are_validated(trained):
 
 def test_stop_and_resume_is_bit_identical(task, tmp_path):
     full = train(task, tmp_path / "full", CFG)
-    calls = {"n": 0}
-
-    def stop_after_three():
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    assert train(task, tmp_path / "part", CFG, should_stop=stop_after_three).status == "stopped"
-    resumed = train(task, tmp_path / "part", CFG, resume=True)
     a = read_model_file(full.last_model_path)[1][0].state_dict()
-    b = read_model_file(resumed.last_model_path)[1][0].state_dict()
+    b = stop_and_resume(task, tmp_path / "part", CFG)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -192,16 +184,8 @@ def test_training_with_contrast_distillation_records_it_and_resumes_exactly(task
     full = train(task, tmp_path / "full", cfg)
     meta, _ = read_model_file(full.model_path)
     assert meta.training["contrast_distillation"] == 1.0
-    calls = {"n": 0}
-
-    def stop_after_three():
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    assert train(task, tmp_path / "part", cfg, should_stop=stop_after_three).status == "stopped"
-    resumed = train(task, tmp_path / "part", cfg, resume=True)
     a = read_model_file(full.last_model_path)[1][0].state_dict()
-    b = read_model_file(resumed.last_model_path)[1][0].state_dict()
+    b = stop_and_resume(task, tmp_path / "part", cfg)
     assert all(torch.equal(a[k], b[k]) for k in a)
     plain = read_model_file(train(task, tmp_path / "plain", CFG).last_model_path)[1][0].state_dict()
     assert not all(torch.equal(a[k], plain[k]) for k in a)  # the term changes the training
