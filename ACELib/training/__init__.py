@@ -10,5 +10,6 @@ from ACELib.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "ACELib.training.config": ("TrainConfig",),
     "ACELib.training.profiles": ("TRAIN_PROFILES", "profile_config"),
-    "ACELib.training.trainer": ("MemberPlan", "TrainResult", "plan_members", "train"),
+    "ACELib.training.members": ("MemberPlan", "plan_members"),
+    "ACELib.training.trainer": ("TrainResult", "train"),
 })

@@ -96,3 +96,7 @@ def local_tables(plan: MemberPlan, num_joint: int):
     for i, c in enumerate(plan.classes):
         lut[c] = i
     return lut
+
+
+__all__ = ["MemberPlan", "build_net", "dataset_modalities", "local_tables", "model_metadata", "net_config",
+           "net_description", "plan_members"]

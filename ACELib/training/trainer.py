@@ -400,4 +400,4 @@ def _load_best(member_dir: Path) -> dict | None:
     return nets[0].state_dict()
 
 
-__all__ = ["LoadedDataset", "MemberPlan", "TrainResult", "plan_members", "train"]
+__all__ = ["LoadedDataset", "TrainResult", "train"]
