@@ -29,7 +29,7 @@ import numpy as np
 from ACELib.benchmark.conditions import restrict_cases
 from ACELib.benchmark.testset import test_folders, test_sets
 from ACELib.inference import load_model
-from ACELib.inference.predict import CaseInput, cases_in_folder, predict_folder, takes_any_contrast
+from ACELib.inference.predict import CaseInput, cases_in_folder, predict_folder
 from ACELib.labels import load_task
 from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
 
@@ -37,7 +37,7 @@ from ACELib.metrics import evaluate_folders, read_evaluation, write_evaluation
 def model_input(cases: list[CaseInput], contrast: str, model) -> list[CaseInput]:
     """The cases with the image of ``contrast`` alone, named as the model takes it (see module docstring)."""
     one = restrict_cases(cases, (contrast,))
-    if takes_any_contrast(model) or model.metadata.accepts((contrast,)):
+    if model.metadata.accepts((contrast,)):  # any-contrast models take one image of any name
         return one
     if len(model.modalities) != 1:
         raise ValueError(f"a model of modalities {list(model.modalities)} takes neither {contrast!r} alone nor one image")

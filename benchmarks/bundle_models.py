@@ -119,14 +119,16 @@ def main(argv=None) -> int:
         ap.error("--wmh is needed unless --only leaves the wmh entry out")
     if "tumor-contrast" in wanted and args.any_contrast and args.any_eval is None:
         ap.error("--any-contrast needs --any-eval (the folder of benchmarks/any_contrast.py)")
-    builders = {
-        "wmh": lambda: bundle("wmh", args.wmh, args.out, args.wmh_method or args.method, command=args.wmh_command),
-        "tumor": lambda: bundle("tumor", args.tumor, args.out, args.method),
-        "tumor-hetero": lambda: args.hetero and bundle("tumor-hetero", args.tumor, args.out, args.hetero),
-        "tumor-contrast": lambda: args.any_contrast and bundle_any_contrast(
-            args.tumor, args.any_eval, args.out, args.any_contrast, args.any_command),
-    }
-    built = {ENTRIES[k][0]: row for k in ENTRIES if k in wanted for row in [builders[k]()] if row}
+    rows = []
+    if "wmh" in wanted:
+        rows.append(bundle("wmh", args.wmh, args.out, args.wmh_method or args.method, command=args.wmh_command))
+    if "tumor" in wanted:
+        rows.append(bundle("tumor", args.tumor, args.out, args.method))
+    if "tumor-hetero" in wanted and args.hetero:
+        rows.append(bundle("tumor-hetero", args.tumor, args.out, args.hetero))
+    if "tumor-contrast" in wanted and args.any_contrast:
+        rows.append(bundle_any_contrast(args.tumor, args.any_eval, args.out, args.any_contrast, args.any_command))
+    built = {row["id"]: row for row in rows}
     catalogue = args.out / "catalogue.json"
     kept = json.loads(catalogue.read_text())["models"] if args.only and catalogue.exists() else []
     models = [built.pop(m["id"], m) for m in kept] + list(built.values())

@@ -15,7 +15,7 @@ from ACELib.inference import (
     predict_folder,
 )
 from ACELib.inference.model_schema import PASSES
-from ACELib.inference.predict import case_from_paths, case_volumes, dicom_cases, takes_any_contrast
+from ACELib.inference.predict import case_from_paths, case_volumes, dicom_cases
 from ACELib.io.dicom import is_dicom_folder
 from ACELib.io.image import IMAGE_SUFFIXES
 from ACELib.io.outputs import check_not_inputs, check_outputs
@@ -82,7 +82,7 @@ def run(args) -> int:
           "batch_size": args.batch_size, "window_voxels": args.window_voxels}
     names = tuple(args.modalities) if args.modalities else None
     if args.images:
-        if names is not None and not takes_any_contrast(model):  # an any-contrast model takes one image of any name
+        if names is not None:
             _report_subset(model, names)
         elif len(args.images) != len(model.modalities) and model.metadata.modality_subsets != "all":
             raise ValueError(f"{len(args.images)} inputs for the model's modalities {list(model.modalities)}: "

@@ -19,6 +19,7 @@ from ACELib.data.preprocessing import Preprocessing
 from ACELib.inference.label_sources import LabelSource, source_passes
 from ACELib.inference.model_schema import (
     ALL_MODALITIES,
+    ANY_CONTRAST,
     ANY_SUBSET,
     PASSES,
     metadata_problems,
@@ -98,8 +99,20 @@ class ModelMetadata:
     def kind(self) -> str:
         return "single" if len(self.members) == 1 else "multi-unet"
 
+    @property
+    def any_contrast(self) -> bool:
+        """Whether the model has one input of any contrast (trained with ``--any-contrast``)."""
+        return self.modalities == (ANY_CONTRAST,)
+
+    def input_names(self, modalities) -> tuple[str, ...]:
+        """``modalities`` as the model names its inputs: an any-contrast model reads one image of any
+        name as its input; other names stay as they are."""
+        names = tuple(modalities)
+        return (ANY_CONTRAST,) if self.any_contrast and len(names) == 1 else names
+
     def accepts(self, modalities) -> bool:
         """Whether the model can segment an image with exactly these modalities (any order)."""
+        modalities = self.input_names(modalities)
         given = set(modalities)
         if not given or not given <= set(self.modalities) or len(given) != len(tuple(modalities)):
             return False
@@ -110,7 +123,8 @@ class ModelMetadata:
         return any(given == set(s) for s in self.modality_subsets)
 
     def check_modalities(self, modalities) -> tuple[str, ...]:
-        """``modalities`` (the channels of an input, in their order), checked against the model.
+        """``modalities`` (the channels of an input, in their order), checked against the model (one
+        image of any name for an any-contrast model, :meth:`input_names`).
 
         Returns:
             the model's modalities that the input lacks (empty for a complete input).
@@ -119,9 +133,12 @@ class ModelMetadata:
             ValueError: an empty list, a repeated or unknown name, or a subset the model does not accept;
                 the message names the model's modalities and what is missing.
         """
-        names = tuple(modalities)
+        names = self.input_names(modalities)
         if not names:
             raise ValueError(f"modalities: the input names no modality; the model takes {list(self.modalities)}")
+        if self.any_contrast and names != (ANY_CONTRAST,):
+            raise ValueError(f"modalities: the model takes one image of any contrast, the input has {len(names)} "
+                             f"({list(names)}); give one of them")
         unknown = [m for m in names if m not in self.modalities]
         if unknown:
             raise ValueError(f"modalities: unknown {unknown}; the model's modalities are {list(self.modalities)}")

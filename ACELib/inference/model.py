@@ -120,7 +120,7 @@ class SegmentationModel:
             Cancelled: ``cancel()`` returned True.
         """
         image = np.asarray(image)
-        names = tuple(self.modalities if modalities is None else modalities)
+        names = self.metadata.input_names(self.modalities if modalities is None else modalities)
         self.metadata.check_modalities(names)
         if image.ndim != 4 or image.shape[0] != len(names):
             raise ValueError(

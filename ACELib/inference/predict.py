@@ -13,7 +13,6 @@ import numpy as np
 from ACELib.data.contract import DATASET_JSON, DatasetInfo, list_image_cases, read_dataset_info
 from ACELib.inference.model import SegmentationModel
 from ACELib.inference.model_file import ALL_MODALITIES
-from ACELib.inference.model_schema import ANY_CONTRAST
 from ACELib.io.dicom import choose_series, dicom_series, is_dicom_folder, read_inputs, read_volume
 from ACELib.io.image import image_suffix, read_image, write_image
 from ACELib.io.image_checks import constant_value
@@ -42,24 +41,21 @@ class CaseInput:
         return self.series[self.modalities.index(modality)] if self.series else None
 
 
-def takes_any_contrast(model: SegmentationModel) -> bool:
-    """Whether the model has one input of any contrast (trained with ``--any-contrast``)."""
-    return tuple(model.modalities) == (ANY_CONTRAST,)
-
-
 def as_model_input(case: CaseInput, model: SegmentationModel) -> CaseInput:
-    """The case as the model names its inputs: for an any-contrast model, its one image is the
-    model's input whatever it is called; other models take the case as it is.
+    """The case as the model names its inputs (:meth:`ModelMetadata.input_names`): for an any-contrast
+    model, its one image is the model's input whatever it is called; other models take it as it is.
 
     Raises:
         ValueError: an any-contrast model is given a case of more than one image (named).
     """
-    if not takes_any_contrast(model) or case.modalities == (ANY_CONTRAST,):
+    if not model.metadata.any_contrast:
         return case
-    if len(case.image_paths) != 1:
-        raise ValueError(f"case {case.name!r}: the model takes one image of any contrast, the input has "
-                         f"{len(case.image_paths)} ({list(case.modalities)}); give one of them")
-    return CaseInput(case.name, case.image_paths, (ANY_CONTRAST,), case.series)
+    try:
+        names = model.metadata.input_names(case.modalities)
+        model.metadata.check_modalities(names)
+    except ValueError as exc:
+        raise ValueError(f"case {case.name!r}: {exc}") from None
+    return CaseInput(case.name, case.image_paths, names, case.series)
 
 
 def case_modalities(case: CaseInput, model: SegmentationModel) -> tuple[str, ...]:

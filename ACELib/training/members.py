@@ -35,8 +35,12 @@ def plan_members(task: Task, config: TrainConfig) -> list[MemberPlan]:
     """One joint network (hetero-modal: on the union of the datasets' modalities; any-contrast: on
     one input), or (``multi_unet``) one network per training dataset trained with CE."""
     if not config.multi_unet:
-        modalities = (union_modalities(task) if config.hetero_modal else (ANY_CONTRAST,) if config.any_contrast
-                      else task.input_modalities)
+        if config.hetero_modal:
+            modalities = union_modalities(task)
+        elif config.any_contrast:
+            modalities = (ANY_CONTRAST,)
+        else:
+            modalities = task.input_modalities
         return [MemberPlan("joint", task.train_datasets, modalities, tuple(range(task.num_classes)), config.loss)]
     plans = []
     for ds in task.train_datasets:
@@ -87,6 +91,17 @@ def dataset_modalities(plan: MemberPlan, config: TrainConfig):
     return lambda ds: plan.modalities
 
 
+def sampler_options(plan: MemberPlan, config: TrainConfig) -> dict:
+    """The sampler's options for the member's inputs (:class:`ACELib.data.sampling.BalancedSampler`):
+    the hetero-modal layout and its dropout, or one image per patch (any-contrast); none otherwise."""
+    if config.hetero_modal:
+        return {"layout": plan.modalities, "modality_dropout": config.modality_dropout,
+                "modality_subsets": config.modality_subsets}
+    if config.any_contrast:
+        return {"one_channel": True, "contrast_views": config.contrast_distillation > 0}
+    return {}
+
+
 def local_tables(plan: MemberPlan, num_joint: int):
     """Joint -> member class lookup, or None when the member predicts every joint label."""
     if plan.classes == tuple(range(num_joint)):
@@ -99,4 +114,4 @@ def local_tables(plan: MemberPlan, num_joint: int):
 
 
 __all__ = ["MemberPlan", "build_net", "dataset_modalities", "local_tables", "model_metadata", "net_config",
-           "net_description", "plan_members"]
+           "net_description", "plan_members", "sampler_options"]

@@ -73,6 +73,7 @@ from ACELib.training.members import (
     local_tables,
     model_metadata,
     plan_members,
+    sampler_options,
 )
 from ACELib.training.run_folder import TEXT_LOG, check_run_dir, prepare_run_dir, text_log
 from ACELib.training.schedule import learning_rate
@@ -222,11 +223,7 @@ def _setup_member(task: Task, plan: MemberPlan, datasets: list[LoadedDataset], c
         optimizer=torch.optim.Adam(net.parameters(), lr=config.learning_rate),
         batches=RankBatches(train_sets, config.patch_size, config.batch_size, config.seed, ctx,
                             workers=config.num_workers, pin_memory=device.type == "cuda",
-                            augmentation=config.augmentation,
-                            **({"layout": plan.modalities, "modality_dropout": config.modality_dropout,
-                                "modality_subsets": config.modality_subsets} if config.hetero_modal else
-                               {"one_channel": True, "contrast_views": config.contrast_distillation > 0}
-                               if config.any_contrast else {})),
+                            augmentation=config.augmentation, **sampler_options(plan, config)),
         loss_fn=build_loss(plan.loss).to(device), lut=local_tables(plan, task.num_classes),
         amp_dtype=amp_dtype, scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         val_sets=val_sets, columns=columns, distill=distill, one_channel=config.any_contrast)

@@ -80,7 +80,7 @@ def validate(net: torch.nn.Module, datasets: Sequence[LoadedDataset], classes: S
         for ds in datasets:
             for i, case in enumerate(ds.cases):
                 image = case.image[i % case.image.shape[0]][None] if one_channel else case.image
-                x, present = torch.from_numpy(np.ascontiguousarray(image)).to(device), None
+                x, present = torch.from_numpy(image).to(device), None  # (a channel of a contiguous array is one)
                 if layout is not None:
                     x, present = in_layout(x, ds.modalities, layout)
                 logits = sliding_window_logits(lambda b, p=present: run(b, p), x, len(classes), (window,) * 3,

@@ -189,3 +189,17 @@ def test_training_with_contrast_distillation_records_it_and_resumes_exactly(task
     assert all(torch.equal(a[k], b[k]) for k in a)
     plain = read_model_file(train(task, tmp_path / "plain", CFG).last_model_path)[1][0].state_dict()
     assert not all(torch.equal(a[k], plain[k]) for k in a)  # the term changes the training
+
+
+def test_the_model_file_reads_one_image_of_any_name_as_its_input(trained, task):
+    model = load_model(trained.model_path, device="cpu")
+    meta = model.metadata
+    assert meta.any_contrast and meta.input_names(["T2"]) == ("any",) and meta.accepts(["FLAIR"])
+    assert meta.check_modalities(["T2"]) == ()
+    assert not meta.accepts(["T1", "FLAIR"])
+    with pytest.raises(ValueError, match=r"one image of any contrast, the input has 2"):
+        meta.check_modalities(["T1", "FLAIR"])
+    _, flair = _lesion_files(task)
+    image, geom = read_image(flair)
+    named = model.predict(image[None], geometry=geom, modalities=("FLAIR",)).labels
+    assert np.array_equal(named, model.predict(image[None], geometry=geom).labels)
