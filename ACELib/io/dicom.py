@@ -39,13 +39,24 @@ def _tag(reader: sitk.ImageFileReader, key: str) -> str:
     return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
 
 
+def _series_ids(folder: Path) -> tuple[str, ...]:
+    """Series Instance UIDs in ``folder``, without ITK's warning on stderr for a folder that has none
+    (every folder given as input is probed, most of them hold NIfTI files)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
     """The DICOM series directly inside ``folder`` (not in sub-folders), by series number then UID."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     out = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+    for uid in _series_ids(folder):
         files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
         reader = sitk.ImageFileReader()
         reader.SetFileName(files[0])
@@ -60,7 +71,7 @@ def dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
 
 def is_dicom_folder(path: str | os.PathLike) -> bool:
     """True when ``path`` is a folder that directly holds at least one DICOM series."""
-    return Path(path).is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    return Path(path).is_dir() and bool(_series_ids(Path(path)))
 
 
 def choose_series(folder: str | os.PathLike, series_uid: str | None = None) -> SeriesInfo:

@@ -90,3 +90,17 @@ def test_a_folder_of_single_series_case_folders(tmp_path):
     assert [c.name for c in cases] == ["sub-0", "sub-1"] and all(c.series == () for c in cases)
     with pytest.raises(ValueError, match="holds 2 case folders: segment them one at a time"):
         dicom_cases(tmp_path / "cases", ("T1",), ["1.2.3.0"])
+
+
+def test_probing_a_folder_without_dicom_prints_nothing(tmp_path, capfd):
+    """`--input` folders of NIfTI files are probed for DICOM first: ITK's 'No Series were found'
+    warning must not reach the user's terminal, and ITK's warning setting is left as it was."""
+    import SimpleITK as sitk
+
+    write_image(tmp_path / "case_0000.nii.gz", np.zeros(GEOMETRY.shape, np.float32), GEOMETRY)
+    before = sitk.ProcessObject.GetGlobalWarningDisplay()
+    assert not is_dicom_folder(tmp_path)
+    assert dicom_series(tmp_path) == []
+    assert sitk.ProcessObject.GetGlobalWarningDisplay() == before
+    captured = capfd.readouterr()
+    assert "No Series" not in captured.err + captured.out
