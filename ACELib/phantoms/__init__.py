@@ -14,6 +14,7 @@ from ACELib.phantoms.scenarios import (
     SCENARIOS,
     get_scenario,
     make_scenario,
+    scenario_scanner,
     scenario_subject,
     scenario_task,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "make_scenario",
     "make_subject",
     "nifti_to_itk",
+    "scenario_scanner",
     "scenario_subject",
     "scenario_task",
     "synthesize",

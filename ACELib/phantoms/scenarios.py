@@ -36,7 +36,7 @@ from ACELib.data.contract import SYNTH_FOLDER, write_case, write_dataset_info
 from ACELib.io.atomic import atomic_write_text
 from ACELib.io.image import write_image
 from ACELib.labels import DatasetSpec, JointLabel, Task, save_task
-from ACELib.phantoms.mri import draw_scanner
+from ACELib.phantoms.mri import Scanner, draw_scanner
 from ACELib.phantoms.subject import LESION_VALUES, Subject, make_subject
 from ACELib.phantoms.template import load_template
 
@@ -296,7 +296,8 @@ def _write_case(job: tuple) -> dict:
 
 
 def scenario_subject(scenario: str, dataset: str, case: int, *, quick: bool = False,
-                     spacing: float | None = None, seed: int = 0, head: float = 0.0) -> Subject:
+                     spacing: float | None = None, seed: int = 0, head: float = 0.0,
+                     scanner: Scanner | None = None) -> Subject:
     """The subject that :func:`make_scenario` writes as case number ``case`` of ``dataset``.
 
     Cases are independent of each other and of the case counts, so any one can be regenerated, with
@@ -306,20 +307,35 @@ def scenario_subject(scenario: str, dataset: str, case: int, *, quick: bool = Fa
         dataset: ``"anatomy"``, ``"lesion"``, ``"test"`` or ``"shifted"``.
         case: case number (0 for the first).
         quick, spacing, seed, head: as given to :func:`make_scenario`.
+        scanner: acquire the same subject (same anatomy, lesions, labels and head) with these
+            settings instead of its dataset's scanner (:func:`scenario_scanner`), e.g. to find which
+            setting of a test scanner a model does not cope with.
 
     Raises:
         ValueError: unknown scenario or dataset, negative case number, bad seed.
     """
     sc = get_scenario(scenario)
-    names = [plan.name for plan in dataset_plans(sc, True)]
-    if dataset not in names:
-        raise ValueError(f"dataset must be one of {names}, got {dataset!r}")
+    index = _dataset_index(sc, dataset)
     if isinstance(case, bool) or not isinstance(case, (int, np.integer)) or case < 0:
         raise ValueError(f"case must be a non-negative integer, got {case!r}")
     _check_seed(seed)
     template = _template(float(PROFILES["quick" if quick else "full"] if spacing is None else spacing), head)
-    index = names.index(dataset)
-    return _subject(sc, index, int(case), template, _scanner(sc, index, seed), seed, head)
+    return _subject(sc, index, int(case), template, scanner or _scanner(sc, index, seed), seed, head)
+
+
+def scenario_scanner(scenario: str, dataset: str, seed: int = 0) -> Scanner:
+    """The acquisition settings of ``dataset`` that :func:`make_scenario` draws with ``seed``."""
+    sc = get_scenario(scenario)
+    index = _dataset_index(sc, dataset)
+    _check_seed(seed)
+    return _scanner(sc, index, seed)
+
+
+def _dataset_index(sc: Scenario, dataset: str) -> int:
+    names = [plan.name for plan in dataset_plans(sc, True)]
+    if dataset not in names:
+        raise ValueError(f"dataset must be one of {names}, got {dataset!r}")
+    return names.index(dataset)
 
 
 def _scanner(sc: Scenario, index: int, seed: int):
