@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--wmh-command", default=None, help="the command that trained it (default: the benchmark's)")
     ap.add_argument("--hetero", default=None, help="benchmark method of the hetero-modal tumour model "
                     "(e.g. ace-hetero; default: none bundled)")
+    ap.add_argument("--hetero-command", default=None, help="the command that trained it (default: the benchmark's)")
     ap.add_argument("--any-contrast", metavar="METHOD", default=None,
                     help="folder under RESULTS/tumor/runs of the any-contrast tumour model (default: none bundled)")
     ap.add_argument("--any-eval", type=Path, help="with --any-contrast: the --out folder of benchmarks/any_contrast.py")
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     if "tumor" in wanted:
         rows.append(bundle("tumor", args.tumor, args.out, args.method))
     if "tumor-hetero" in wanted and args.hetero:
-        rows.append(bundle("tumor-hetero", args.tumor, args.out, args.hetero))
+        rows.append(bundle("tumor-hetero", args.tumor, args.out, args.hetero, command=args.hetero_command))
     if "tumor-contrast" in wanted and args.any_contrast:
         rows.append(bundle_any_contrast(args.tumor, args.any_eval, args.out, args.any_contrast, args.any_command))
     built = {row["id"]: row for row in rows}

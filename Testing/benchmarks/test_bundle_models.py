@@ -50,3 +50,18 @@ def test_only_rebuilds_the_named_entry_and_keeps_the_others(results, tmp_path):
                         str(results / "eval"), "--only", "tumor-contrast", "--out", str(tmp_path)]) == 0
     models = json.loads((tmp_path / "catalogue.json").read_text())["models"]
     assert [m["id"] for m in models] == ["wmh-t1-flair", "tumor-any-contrast"] and models[0] == other
+
+
+def test_a_longer_hetero_run_is_bundled_with_the_command_that_trained_it(results, tmp_path):
+    bundle = load_benchmark("bundle_models")
+    for where, dice in (("", 0.7), ("shifted/", 0.5)):
+        rows = [{"case": "c0", "label": "GM", "dice": dice, "hd95": 1.0, "avd": 0.1, "vol_pred_ml": 1.0,
+                 "vol_gt_ml": 1.0}]
+        write_evaluation(rows, results / "tumor" / "evaluation" / f"{where}plain_seed0.csv")
+    assert bundle.main(["--tumor", str(results / "tumor"), "--hetero", "plain", "--hetero-command",
+                        "ace train --hetero-modal --iterations 2000", "--only", "tumor-hetero", "--out",
+                        str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "catalogue.json").read_text())["models"]
+    assert row["id"] == "tumor-any"
+    assert row["trained_by"] == "ace train --hetero-modal --iterations 2000  (model: runs/plain/seed0/model.safetensors)"
+    assert row["phantom_test_dice"] == {"GM": 0.7} and row["shifted_test_dice"] == {"GM": 0.5}
