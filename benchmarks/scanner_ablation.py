@@ -57,10 +57,12 @@ def ablate(model, scenario: str, dataset: str, reference: str, cases: int, spaci
     plan = {p.name: p for p in dataset_plans(get_scenario(scenario), True)}.get(dataset)
     if plan is None or plan.labels != "joint":
         raise ValueError(f"--dataset must be a joint test set of {scenario!r} (test or shifted), got {dataset!r}")
-    missing = [m for m in model.modalities if m not in plan.modalities]
-    if missing and not model.metadata.any_contrast:
-        raise ValueError(f"the model needs {missing}, which dataset {dataset!r} does not have {list(plan.modalities)}")
-    given = tuple(plan.modalities) if model.metadata.accepts(tuple(plan.modalities)) else tuple(model.modalities)
+    given = tuple(plan.modalities)
+    if not model.metadata.accepts(given):  # e.g. a plain model of fewer modalities: give it its own
+        given = tuple(model.modalities)
+        missing = [m for m in given if m not in plan.modalities]
+        if missing:
+            raise ValueError(f"the model needs {missing}, which dataset {dataset!r} does not have {list(plan.modalities)}")
     scanners = variants(scenario_scanner(scenario, dataset, seed), scenario_scanner(scenario, reference, seed),
                         plan.modalities)
     labels = {lab.name: lab.value for lab in model.labels if lab.value != 0}
